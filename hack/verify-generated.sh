@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 generated=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac)
-snapshot() { find "${generated[@]}" -type f 2>/dev/null | LC_ALL=C sort | xargs sha256sum; }
+snapshot() { { find "${generated[@]}" -type f 2>/dev/null || true; } | LC_ALL=C sort | xargs -r sha256sum; }
 before=$(snapshot)
 make --no-print-directory generate manifests >/dev/null
 after=$(snapshot)

@@ -38,8 +38,8 @@ func MakeJob(name string) *jobWrapper {
 }
 
 func (w *jobWrapper) Namespace(ns string) *jobWrapper { w.ObjectMeta.Namespace = ns; return w }
-func (w *jobWrapper) Images(n int32) *jobWrapper     { w.Spec.Images = n; return w }
-func (w *jobWrapper) Obj() *v1.ImageGenerationJob    { return w.ImageGenerationJob.DeepCopy() }
+func (w *jobWrapper) Images(n int32) *jobWrapper      { w.Spec.Images = n; return w }
+func (w *jobWrapper) Obj() *v1.ImageGenerationJob     { return w.ImageGenerationJob.DeepCopy() }
 func (w *jobWrapper) Mutate(f func(*v1.ImageGenerationJobSpec)) *jobWrapper {
 	f(&w.Spec)
 	return w
