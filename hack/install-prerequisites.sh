@@ -2,12 +2,30 @@
 # Installs the system packages sdfleet's build and tests need and a fresh Debian machine may
 # lack. Go itself (1.26) must already be installed. Safe to run again: it installs only what is
 # missing.
+#
+#   hack/install-prerequisites.sh            # build and unit/envtest tests
+#   hack/install-prerequisites.sh --cluster  # also the local cluster (containerd, runc, CNI)
 set -euo pipefail
+
+cluster=false
+for arg in "$@"; do
+  case "$arg" in
+    --cluster) cluster=true ;;
+    *) echo "install-prerequisites: unknown argument $arg (expected --cluster)" >&2; exit 2 ;;
+  esac
+done
 
 need=()
 command -v make >/dev/null || need+=(make)
 command -v git >/dev/null || need+=(git)
 command -v gcc >/dev/null || need+=(gcc libc6-dev) # cgo: the device plugin loads NVML through it
+if $cluster; then
+  command -v containerd >/dev/null || need+=(containerd)
+  command -v runc >/dev/null || need+=(runc)
+  [ -x /usr/lib/cni/loopback ] || need+=(containernetworking-plugins)
+  command -v openssl >/dev/null || need+=(openssl)
+  command -v nsenter >/dev/null || need+=(util-linux)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -84,6 +84,9 @@ func Start() (*Environment, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
+		// Start may fail after etcd and the API server are up (a CRD the server refuses):
+		// stop them so that no process outlives the test.
+		_ = env.Stop()
 		return nil, fmt.Errorf("start envtest with binaries from %s: %w", assets, err)
 	}
 	// Client-side throttling would only slow the tests down: the API server is local.
