@@ -66,6 +66,21 @@ build: ## Build the binaries into bin/.
 	    CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o bin/$$cmd ./cmd/$$cmd; \
 	  fi; done
 
+.PHONY: images
+images: build ## Pack the binaries into OCI image archives in bin/images (for the local cluster).
+	hack/build-images.sh
+
+##@ Local cluster
+
+.PHONY: cluster-up
+cluster-up: ## Start a real single-node Kubernetes on this machine (prints its KUBECONFIG).
+	hack/install-prerequisites.sh --cluster
+	hack/cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster and leave the host as it was.
+	hack/cluster/down.sh
+
 ##@ Test
 
 .PHONY: test
