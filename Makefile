@@ -60,7 +60,7 @@ build: ## Build the binaries into bin/.
 	@for cmd in $$(ls cmd); do \
 	  if [ "$$cmd" = deviceplugin ]; then \
 	    echo "go build (cgo, lazy binding) ./cmd/$$cmd"; \
-	    CGO_ENABLED=1 $(GO) build -trimpath -ldflags='$(LDFLAGS) -extldflags=-Wl,-z,lazy' -o bin/$$cmd ./cmd/$$cmd; \
+	    CGO_ENABLED=1 CGO_CFLAGS='-O2 -g -Wno-deprecated-declarations' $(GO) build -trimpath -ldflags='$(LDFLAGS) -extldflags=-Wl,-z,lazy' -o bin/$$cmd ./cmd/$$cmd; \
 	  else \
 	    echo "go build ./cmd/$$cmd"; \
 	    CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o bin/$$cmd ./cmd/$$cmd; \

@@ -1,0 +1,4 @@
+// Package agent wires the node agent together: it opens the GPU source (NVML, the simulator or
+// none), samples every GPU each interval, feeds the health tracker from samples and NVML events,
+// advertises GPUs to the kubelet, publishes the load to the GPUNode and serves metrics and probes.
+package agent
