@@ -339,7 +339,9 @@ type ImageResources struct {
 const (
 	// JobProgressing is True while images are being placed or generated.
 	JobProgressing = "Progressing"
-	// JobComplete is True when every image succeeded.
+	// JobComplete is True when every image has finished and the job did not fail: every image
+	// succeeded (reason Completed), or some failed within maxFailedImages (reason
+	// CompletedWithFailures).
 	JobComplete = "Complete"
 	// JobFailed is True when the job gave up (too many failed images, a model error, its
 	// deadline).

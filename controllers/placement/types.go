@@ -24,15 +24,23 @@ type GPU struct {
 	Healthy bool
 	// Heartbeat is when the GPU's figures were last published.
 	Heartbeat time.Time
-	// Slots is how many images may run on the GPU at once; SlotsInUse how many hold one now.
+	// Slots is how many images may run on the GPU at once (0 or less: no slot limit);
+	// SlotsInUse how many hold one now. SlotsInUse counts every image the caller has placed on
+	// the GPU, reserved or running: reservations do not add to it.
 	Slots      int32
 	SlotsInUse int32
 	// ImagesPerSecond is the measured speed of this GPU for the request's model; 0 = unknown.
 	ImagesPerSecond float64
+	// QueuedWork is, when the caller knows it, the work already on the GPU counted in images,
+	// each image by the fraction it has left (two images half done = 1). 0 means unknown, and
+	// every image of SlotsInUse then counts whole. With ImagesPerSecond it gives the expected
+	// finish of one more image: (QueuedWork + 1) / ImagesPerSecond.
+	QueuedWork float64
 }
 
 // Reservation is an image already assigned to a GPU whose model memory has not yet shown up in
-// the live figures.
+// the live figures. The caller drops it once the GPU's live figures include the image's memory;
+// until then its Bytes count on top of the GPU's live used memory (see the package doc).
 type Reservation struct {
 	// GPU is the UUID of the GPU the image was assigned to.
 	GPU string
@@ -62,6 +70,11 @@ type Request struct {
 	Avoid []string
 	// AllowCPUFallback places images on the CPU when the cluster has no usable GPU at all.
 	AllowCPUFallback bool
+	// Backlog is how many more images of the same size wait behind this request, to be asked
+	// for later (the caller's queue); 0 means none. Only LeastLoaded with measured speeds uses
+	// it: a slow free GPU is worth starting an image on now when the faster busy GPUs cannot
+	// take all the images still to place before it would finish.
+	Backlog int
 }
 
 // Snapshot is the state placement decides on: every candidate GPU and the in-flight
@@ -105,4 +118,11 @@ type Decision struct {
 	Alternatives []Candidate
 	// Reason explains a Wait or CPU outcome.
 	Reason string
+	// AwaitsGPU is, for a Wait because busy GPUs are expected to finish the images still to
+	// place sooner than any GPU with room, the UUID of the first of them; empty for every other
+	// decision.
+	AwaitsGPU string
+	// ExpectedFinish is, when the decision used measured speeds, how long the chosen GPU is
+	// expected to take to finish this image counting the images already on it; 0 otherwise.
+	ExpectedFinish time.Duration
 }

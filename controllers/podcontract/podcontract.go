@@ -1,0 +1,177 @@
+package podcontract
+
+import (
+	"encoding/json"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// ContainerName is the name of the inference container in every image pod.
+const ContainerName = "sdgen"
+
+// Command is the entry point of the inference container.
+var Command = []string{"sdgen", "generate"}
+
+// Flags of `sdgen generate`.
+const (
+	FlagPrompt         = "--prompt"
+	FlagNegativePrompt = "--negative-prompt"
+	FlagSeed           = "--seed"
+	FlagSteps          = "--steps"
+	FlagWidth          = "--width"
+	FlagHeight         = "--height"
+	FlagGuidance       = "--guidance"
+	FlagSampler        = "--sampler"
+	FlagModel          = "--model"
+	FlagOutput         = "--output"
+	FlagDevice         = "--device"
+	FlagResultFile     = "--result-file"
+)
+
+// Values of FlagDevice.
+const (
+	// DeviceAuto uses the GPU the pod was given, or the CPU when it has none.
+	DeviceAuto = "auto"
+	// DeviceCPU runs on the CPU.
+	DeviceCPU = "cpu"
+)
+
+// Mount points inside the image pod.
+const (
+	ModelMountPath   = "/sdfleet/model"
+	OutputMountPath  = "/sdfleet/output"
+	ScratchMountPath = "/tmp"
+	// ResultFile is the container's termination message path, where sdgen writes its Result.
+	ResultFile = "/dev/termination-log"
+)
+
+// Exit codes of `sdgen generate`.
+const (
+	ExitSuccess      = 0
+	ExitInvalidInput = 2
+	ExitModelError   = 3
+	ExitOutOfMemory  = 4
+	ExitDeviceError  = 5
+)
+
+// Result is the JSON object sdgen writes to the result file when it exits.
+type Result struct {
+	// OutputPath is the PNG file sdgen wrote, as the container sees it.
+	OutputPath string `json:"outputPath,omitempty"`
+	// SHA256 is the hex SHA-256 of the PNG file.
+	SHA256 string `json:"sha256,omitempty"`
+	// DurationMilliseconds is how long loading and generation took.
+	DurationMilliseconds int64 `json:"durationMilliseconds,omitempty"`
+	// Device is where the image was generated, for example "cuda:0" or "cpu".
+	Device string `json:"device,omitempty"`
+	// Error explains a failure.
+	Error string `json:"error,omitempty"`
+}
+
+// MaxMessageLength bounds the messages taken from a termination message (the API's image
+// message field holds at most 1024 bytes).
+const MaxMessageLength = 1024
+
+// ParseResult reads a termination message. A JSON Result is returned as is; any other text
+// (the log tail kept by FallbackToLogsOnError) becomes Result.Error, cut to MaxMessageLength.
+// ok is false when the message was not a Result.
+func ParseResult(message string) (r Result, ok bool) {
+	trimmed := strings.TrimSpace(message)
+	if strings.HasPrefix(trimmed, "{") && json.Unmarshal([]byte(trimmed), &r) == nil {
+		r.Error = Truncate(r.Error, MaxMessageLength)
+		return r, true
+	}
+	return Result{Error: Truncate(trimmed, MaxMessageLength)}, false
+}
+
+// Validate checks a successful Result: a PNG path, a 64-digit hex SHA-256 and a non-negative
+// duration.
+func (r Result) Validate() error {
+	if !strings.HasSuffix(r.OutputPath, ".png") {
+		return fmt.Errorf("result outputPath %q: expected a .png file", r.OutputPath)
+	}
+	if len(r.SHA256) != 64 || strings.Trim(strings.ToLower(r.SHA256), "0123456789abcdef") != "" {
+		return fmt.Errorf("result sha256 %q: expected 64 hex digits", r.SHA256)
+	}
+	if r.DurationMilliseconds < 0 {
+		return fmt.Errorf("result durationMilliseconds %d: expected >= 0", r.DurationMilliseconds)
+	}
+	return nil
+}
+
+// Truncate cuts s to at most n bytes without splitting a UTF-8 character.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// Failure is what an exit code means for the image and the job.
+type Failure string
+
+// Failure classes of an exit code.
+const (
+	// FailureNone: the image succeeded.
+	FailureNone Failure = ""
+	// FailureInvalidInput: the image fails at once.
+	FailureInvalidInput Failure = "InvalidInput"
+	// FailureModel: the job fails.
+	FailureModel Failure = "ModelError"
+	// FailureOutOfMemory: retried on another GPU.
+	FailureOutOfMemory Failure = "OutOfMemory"
+	// FailureDevice: retried on another GPU.
+	FailureDevice Failure = "DeviceError"
+	// FailureOther: retried.
+	FailureOther Failure = "Error"
+)
+
+// Classify maps an exit code of sdgen to its failure class.
+func Classify(exitCode int32) Failure {
+	switch exitCode {
+	case ExitSuccess:
+		return FailureNone
+	case ExitInvalidInput:
+		return FailureInvalidInput
+	case ExitModelError:
+		return FailureModel
+	case ExitOutOfMemory:
+		return FailureOutOfMemory
+	case ExitDeviceError:
+		return FailureDevice
+	default:
+		return FailureOther
+	}
+}
+
+// Retriable reports whether an image that failed with f may run again.
+func (f Failure) Retriable() bool {
+	return f == FailureOutOfMemory || f == FailureDevice || f == FailureOther
+}
+
+// CleanRelative turns a path inside a volume into a clean relative path that cannot leave the
+// volume: it is resolved as if the volume were the root, so ".." segments stop at the root.
+// The empty path and "/" become "".
+func CleanRelative(p string) string {
+	cleaned := strings.TrimPrefix(path.Clean("/"+p), "/")
+	return cleaned
+}
+
+// OutputRelativePath is where image index of job in namespace is written, relative to the
+// output volume's root: <prefix>/<namespace>/<job>/<index>.png, cleaned.
+func OutputRelativePath(prefix, namespace, job string, index int32) string {
+	return CleanRelative(path.Join(CleanRelative(prefix), CleanRelative(namespace), CleanRelative(job),
+		strconv.FormatInt(int64(index), 10)+".png"))
+}
+
+// InVolume joins a mount point and a relative path, keeping the result inside the mount.
+func InVolume(mount, relative string) string {
+	return path.Join(mount, CleanRelative(relative))
+}
