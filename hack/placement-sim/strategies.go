@@ -1,0 +1,237 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/sdfleet/sdfleet/controllers/placement"
+)
+
+// strategyNames are the strategies, in the order they are reported.
+var strategyNames = []string{"gpu0", "seed-round-robin", "count-spread", "least-loaded", "least-loaded-speed"}
+
+func newStrategy(name string) strategy {
+	switch name {
+	case "gpu0":
+		return firstGPU{}
+	case "seed-round-robin":
+		return &seedRoundRobin{}
+	case "count-spread":
+		return countSpread{}
+	case "least-loaded":
+		return newEngineStrategy(false, true)
+	case "least-loaded-speed":
+		return newEngineStrategy(true, true)
+	}
+	return nil
+}
+
+// firstGPU binds every image to the first GPU.
+type firstGPU struct{}
+
+func (firstGPU) arrive(s *sim, j *job) {
+	for _, img := range j.images {
+		s.bind(img, s.gpus[0])
+	}
+}
+func (firstGPU) retry(s *sim, img *image) { s.bind(img, s.gpus[0]) }
+func (firstGPU) dispatch(*sim)            {}
+
+// seedRoundRobin sorts the healthy GPUs by published memory load at each arrival and deals the
+// job's images over them in turn.
+type seedRoundRobin struct{ order []*gpu }
+
+func (r *seedRoundRobin) sortGPUs(s *sim) bool {
+	r.order = r.order[:0]
+	for _, g := range s.gpus {
+		if s.healthyByFigures(g) {
+			r.order = append(r.order, g)
+		}
+	}
+	sort.SliceStable(r.order, func(a, b int) bool {
+		pa, pb := &s.snap[r.order[a].pos], &s.snap[r.order[b].pos]
+		return float64(pa.MemoryUsedBytes)/float64(pa.MemoryTotalBytes) < float64(pb.MemoryUsedBytes)/float64(pb.MemoryTotalBytes)
+	})
+	return len(r.order) > 0
+}
+
+func (r *seedRoundRobin) arrive(s *sim, j *job) {
+	if !r.sortGPUs(s) {
+		for _, img := range j.images {
+			s.failImage(img)
+		}
+		return
+	}
+	for i, img := range j.images {
+		s.bind(img, r.order[i%len(r.order)])
+	}
+}
+
+// retry places the image as the seed system places a new one-image job: on the least loaded.
+func (r *seedRoundRobin) retry(s *sim, img *image) {
+	if !r.sortGPUs(s) {
+		s.failImage(img)
+		return
+	}
+	s.bind(img, r.order[0])
+}
+func (r *seedRoundRobin) dispatch(*sim) {}
+
+// countSpread binds each image to the healthy GPU with the fewest images bound.
+type countSpread struct{}
+
+func (countSpread) place(s *sim, img *image) {
+	var best *gpu
+	bestCount := 0
+	for _, g := range s.gpus {
+		if !s.healthyByFigures(g) {
+			continue
+		}
+		if n := len(g.active) + len(g.queue) + g.doomed; best == nil || n < bestCount {
+			best, bestCount = g, n
+		}
+	}
+	if best == nil {
+		s.failImage(img) // nowhere to go: counts as a failed attempt
+		return
+	}
+	s.bind(img, best)
+}
+
+func (c countSpread) arrive(s *sim, j *job) {
+	for _, img := range j.images {
+		c.place(s, img)
+	}
+}
+func (c countSpread) retry(s *sim, img *image) { c.place(s, img) }
+func (countSpread) dispatch(*sim)              {}
+
+// engineStrategy is sdfleet's controller: images wait in the controller until the placement
+// engine finds a GPU with room for them.
+type engineStrategy struct {
+	speeds       bool
+	reservations bool
+	eng          *placement.Engine
+	pending      []*image
+	byUUID       map[string]*gpu
+	dst          []placement.Decision
+}
+
+// newEngineStrategy returns sdfleet's strategy; speeds passes measured throughput to the engine,
+// reservations (always on in the product) can be turned off to show what they are for.
+func newEngineStrategy(speeds, reservations bool) *engineStrategy {
+	return &engineStrategy{
+		speeds:       speeds,
+		reservations: reservations,
+		eng:          placement.New(placement.Config{SampleInterval: sampleIntervalDuration}),
+	}
+}
+
+func (e *engineStrategy) arrive(_ *sim, j *job)    { e.pending = append(e.pending, j.images...) }
+func (e *engineStrategy) retry(_ *sim, img *image) { e.pending = append(e.pending, img) }
+
+// freeSlots counts the images the GPUs could take now by what the controller sees: free slots
+// of the GPUs the published figures show usable, as far as their memory allows.
+func freeSlots(s *sim) int {
+	free := 0
+	for _, g := range s.gpus {
+		if !s.healthyByFigures(g) {
+			continue
+		}
+		p := &s.snap[g.pos]
+		room := int64(float64(p.MemoryTotalBytes)*(1-placement.DefaultHeadroom)) - p.MemoryUsedBytes - g.reserved
+		free += max(min(g.spec.slots-int(p.SlotsInUse), int(room/s.sc.footprint)), 0)
+	}
+	return free
+}
+
+func (e *engineStrategy) dispatch(s *sim) {
+	if len(e.pending) == 0 {
+		return
+	}
+	free := freeSlots(s)
+	if free == 0 {
+		return
+	}
+	if e.byUUID == nil {
+		e.byUUID = map[string]*gpu{}
+		for _, g := range s.gpus {
+			e.byUUID[g.uuid] = g
+		}
+	}
+	if e.speeds {
+		for _, g := range s.gpus {
+			s.snap[g.pos].ImagesPerSecond = g.imagesPerSecond()
+			s.snap[g.pos].QueuedWork = queuedWork(s, g)
+		}
+	}
+	snap := placement.Snapshot{GPUs: s.snap, Now: wallclock(s.now)}
+	if e.reservations {
+		snap.Reservations = s.resv
+	}
+	// The pending images are asked for in order, a job's images (or one retry with its GPUs to
+	// avoid) per request, as many as there are free slots; the rest of the queue is the
+	// request's backlog. The first Wait ends the round: nothing later would be placed.
+	keep := e.pending[:0]
+	next := 0
+	for next < len(e.pending) && free > 0 {
+		head := e.pending[next]
+		req := placement.Request{MemoryPerImage: s.sc.footprint, Avoid: head.avoid, Images: 1}
+		if len(head.avoid) == 0 {
+			for next+req.Images < len(e.pending) && req.Images < free {
+				img := e.pending[next+req.Images]
+				if img.job != head.job || len(img.avoid) > 0 {
+					break
+				}
+				req.Images++
+			}
+		}
+		req.Backlog = len(e.pending) - next - req.Images
+		var err error
+		e.dst, err = e.eng.PlaceInto(e.dst, snap, req)
+		if err != nil {
+			s.err = fmt.Errorf("the engine rejected a request of the simulator at t=%.1fs: %w", s.now, err)
+			return
+		}
+		waited := false
+		for i := range e.dst {
+			img := e.pending[next+i]
+			if e.dst[i].Outcome != placement.OutcomeGPU {
+				keep = append(keep, img)
+				waited = true
+				continue
+			}
+			g := e.byUUID[e.dst[i].GPU.UUID]
+			s.bind(img, g)
+			s.reserve(img)
+			free--
+		}
+		next += req.Images
+		if waited {
+			break
+		}
+	}
+	e.pending = append(keep, e.pending[next:]...)
+}
+
+// queuedWork estimates, as a controller can from what it sees, the images' worth of work on g:
+// each running image counts by the fraction it has left, judged from how long it has run, the
+// GPU's measured throughput and how many images share it; queued and doomed images count whole.
+// It is 0 (unknown) before the GPU's first image finished.
+func queuedWork(s *sim, g *gpu) float64 {
+	ips := g.imagesPerSecond()
+	if ips == 0 {
+		return 0
+	}
+	work := float64(len(g.queue) + g.doomed)
+	perImage := ips / float64(max(len(g.active), 1))
+	for _, img := range g.active {
+		left := 1 - (s.now-img.startedAt)*perImage
+		work += min(max(left, minLeft), 1)
+	}
+	return work
+}
+
+// minLeft is the least a running image is taken to have left: one that overran its estimate is
+// still running.
+const minLeft = 0.05
