@@ -567,7 +567,3 @@ type ImageGenerationJobList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ImageGenerationJob `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ImageGenerationJob{}, &ImageGenerationJobList{})
-}

@@ -1,0 +1,14 @@
+// Package cpu is the CPU implementation of backend.Backend: fp32 compute
+// on NHWC activations, with weights converted from fp16/bf16/fp32 and
+// packed once at load.
+//
+// Matrix multiplies and convolutions run on package gemm's cache-blocked
+// engine, whose micro-kernel (AVX-512, AVX2+FMA or pure Go) is picked from
+// the CPU's features or forced with Options.Kernel. Convolutions gather
+// their im2col rows block by block straight into the engine's packing
+// buffer, so no scratch buffer grows with the image. Attention is tiled
+// with an online softmax: memory per worker is a few query×key blocks and
+// the keys and values are packed once into a copy of their own size, so
+// nothing grows as Tq×Tk. All parallel loops run on one persistent worker
+// pool (package workpool) sized to GOMAXPROCS by default.
+package cpu

@@ -1,0 +1,22 @@
+package gemm
+
+import (
+	"fmt"
+	"testing"
+)
+
+func BenchmarkKernelL1(b *testing.B) {
+	for _, kern := range Kernels() {
+		for _, depth := range []int{40, 256} {
+			b.Run(fmt.Sprintf("%s/%d", kern.Name, depth), func(b *testing.B) {
+				a := make([]float32, kern.MR*depth)
+				bb := make([]float32, kern.NR*depth)
+				c := make([]float32, kern.MR*kern.NR)
+				for range b.N {
+					kern.run(depth, &a[0], &bb[0], &c[0], kern.NR, 1)
+				}
+				b.ReportMetric(2*float64(kern.MR*kern.NR*depth)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
