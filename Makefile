@@ -86,6 +86,8 @@ cluster-down: ## Stop the local cluster and leave the host as it was.
 .PHONY: test
 test: verify vet lint control-plane ## Run every check and test (what CI runs).
 	$(GO) test $(GO_TEST_FLAGS) ./...
+	$(GO) test $(GO_TEST_FLAGS) -race ./inference/backend/cpu/workpool/ ./controllers/ledger/
+	$(GO) test $(GO_TEST_FLAGS) -tags sdfleet_purego ./inference/backend/...
 
 .PHONY: test-unit
 test-unit: control-plane ## Run the Go tests only.
