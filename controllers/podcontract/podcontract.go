@@ -67,6 +67,9 @@ type Result struct {
 	DurationMilliseconds int64 `json:"durationMilliseconds,omitempty"`
 	// Device is where the image was generated, for example "cuda:0" or "cpu".
 	Device string `json:"device,omitempty"`
+	// GPUUUID is the GPU the kubelet gave the container (SDFLEET_GPU_UUID), empty on the CPU.
+	// It lets anyone check that the image ran on exactly the GPU the controller chose.
+	GPUUUID string `json:"gpuUUID,omitempty"`
 	// Error explains a failure.
 	Error string `json:"error,omitempty"`
 }
