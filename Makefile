@@ -41,12 +41,12 @@ verify: ## Fail when generated files are stale or code is not gofmt'ed.
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 .PHONY: vet
-vet: ## Run go vet.
-	$(GO) vet ./...
+vet: ## Run go vet (the end-to-end suite included).
+	$(GO) vet -tags e2e ./...
 
 .PHONY: lint
-lint: ## Run staticcheck.
-	$(GO) tool staticcheck ./...
+lint: ## Run staticcheck (the end-to-end suite included).
+	$(GO) tool staticcheck -tags e2e ./...
 
 ##@ Build
 
@@ -88,6 +88,11 @@ test: verify vet lint control-plane ## Run every check and test (what CI runs).
 	$(GO) test $(GO_TEST_FLAGS) ./...
 	$(GO) test $(GO_TEST_FLAGS) -race ./inference/backend/cpu/workpool/ ./controllers/ledger/
 	$(GO) test $(GO_TEST_FLAGS) -tags sdfleet_purego ./inference/backend/...
+
+.PHONY: test-e2e
+test-e2e: control-plane ## Run the end-to-end suite on a local cluster (root; hack/install-prerequisites.sh --cluster).
+	hack/install-prerequisites.sh --cluster
+	$(GO) test -tags e2e -count=1 -timeout 40m ./test/e2e/ -ginkgo.v
 
 .PHONY: test-unit
 test-unit: control-plane ## Run the Go tests only.

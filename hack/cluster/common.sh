@@ -25,3 +25,11 @@ pid_alive() { [ -f "$P/pids/$1.pid" ] && kill -0 "$(cat "$P/pids/$1.pid")" 2>/de
 in_node() { nsenter -t "$(cat "$P/pids/ns.pid")" -m -- "$@"; }
 
 kubectl_admin() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
+
+# start_kubelet starts the kubelet in the node's mount namespace, appending to its log.
+start_kubelet() {
+  setsid nsenter -t "$(cat "$P/pids/ns.pid")" -m -- "$K8S_BIN/kubelet" --config="$P/kubelet-config.yaml" \
+    --kubeconfig="$P/kubeconfig/kubelet.kubeconfig" --hostname-override="$NODE" --v=2 \
+    >> "$P/logs/kubelet.log" 2>&1 < /dev/null &
+  echo $! > "$P/pids/kubelet.pid"
+}

@@ -222,10 +222,7 @@ imageGCLowThresholdPercent: 98
 serializeImagePulls: false
 YAML
 step "starting the kubelet"
-setsid nsenter -t "$(cat "$P/pids/ns.pid")" -m -- "$K8S_BIN/kubelet" --config="$P/kubelet-config.yaml" \
-  --kubeconfig="$P/kubeconfig/kubelet.kubeconfig" --hostname-override="$NODE" --v=2 \
-  > "$P/logs/kubelet.log" 2>&1 < /dev/null &
-echo $! > "$P/pids/kubelet.pid"
+start_kubelet
 
 ready=""
 for _ in $(seq 240); do

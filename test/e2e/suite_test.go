@@ -1,0 +1,155 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/test/envtest"
+)
+
+const (
+	// node is the local cluster's only node.
+	node = "localhost"
+	// namespace sdfleet is installed into; jobs run in their own namespaces.
+	releaseNamespace = "sdfleet-system"
+	// gpus is how many simulated GPUs the node agent serves.
+	gpus = 4
+	// agentPort is the node agent's probe port, where the simulator's control endpoint is
+	// (the agent runs on the host network of the local cluster).
+	agentPort = 18081
+)
+
+var (
+	root       = envtest.RepoRoot()
+	kubeconfig string
+	k8s        client.Client
+	ctx        = context.Background()
+	// work holds the test model (read by the image pods through a hostPath) and the images
+	// they write.
+	work     = "/tmp/sdfleet-e2e"
+	modelDir = filepath.Join(work, "models", "tiny")
+	outDir   = filepath.Join(work, "out")
+	kubectl  = filepath.Join(root, "bin", "k8s", envtest.KubernetesVersion, "kubectl")
+	helm     = filepath.Join(root, "bin", "helm", "v3.22.0", "helm")
+)
+
+func TestE2E(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "sdfleet end to end on a local cluster")
+}
+
+// run runs a command from the repository root, streams its output to the Ginkgo log and
+// returns its standard output. It fails the test on a non-zero exit.
+func run(name string, args ...string) string {
+	GinkgoHelper()
+	out, err := runErr(name, args...)
+	Expect(err).NotTo(HaveOccurred(), "%s %s", name, strings.Join(args, " "))
+	return out
+}
+
+func runErr(name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = GinkgoWriter
+	fmt.Fprintf(GinkgoWriter, "$ %s %s\n", name, strings.Join(args, " "))
+	err := cmd.Run()
+	fmt.Fprint(GinkgoWriter, stdout.String())
+	return stdout.String(), err
+}
+
+var _ = BeforeSuite(func() {
+	Expect(os.Geteuid()).To(Equal(0), "the end-to-end suite starts containerd and a kubelet: run it as root")
+	By("building the binaries, their images and helm")
+	run("make", "--no-print-directory", "images")
+	run("hack/build-helm.sh")
+
+	By("starting the local cluster")
+	// A cluster left by an interrupted run is stopped first, so every run starts clean.
+	run("hack/cluster/down.sh")
+	kubeconfig = strings.TrimSpace(run("hack/cluster/up.sh"))
+	DeferCleanup(func() { run("hack/cluster/down.sh") })
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	Expect(err).NotTo(HaveOccurred())
+	k8s, err = client.New(cfg, client.Options{Scheme: envtest.Scheme()})
+	Expect(err).NotTo(HaveOccurred())
+
+	By("generating the tiny test model and the output folder")
+	Expect(os.RemoveAll(work)).To(Succeed())
+	Expect(os.MkdirAll(outDir, 0o755)).To(Succeed())
+	// Image pods run as the non-root user 65532 and write here.
+	Expect(os.Chown(outDir, 65532, 65532)).To(Succeed())
+	run("bin/sdgen", "testmodel", "--size", "tiny", "--layout", "diffusers", "--out", modelDir)
+
+	By("installing sdfleet with four simulated GPUs")
+	values := filepath.Join(work, "values.yaml")
+	Expect(os.WriteFile(values, []byte(helmValues), 0o644)).To(Succeed())
+	run(helm, "install", "sdfleet", "charts/sdfleet", "--namespace", releaseNamespace, "--create-namespace",
+		"--values", values, "--wait", "--timeout", "3m")
+
+	By("waiting for the kubelet to advertise every GPU and the agent to publish them")
+	Eventually(func(g Gomega) {
+		n := &corev1.Node{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: node}, n)).To(Succeed())
+		for i := 0; i < gpus; i++ {
+			q := n.Status.Allocatable[corev1.ResourceName(fmt.Sprintf("%s%d", sdfleetv1alpha1.ResourcePrefix, i))]
+			g.Expect(q.Value()).To(BeNumerically(">", 0), "allocatable %s%d", sdfleetv1alpha1.ResourcePrefix, i)
+		}
+		gn := &sdfleetv1alpha1.GPUNode{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: node}, gn)).To(Succeed())
+		g.Expect(gn.Status.GPUs).To(HaveLen(gpus))
+		g.Expect(gn.Status.Simulated).To(BeTrue())
+	}).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Succeed())
+})
+
+// helmValues installs the images `make images` built and four idle simulated GPUs. The local
+// cluster has no pod network and no kube-proxy: sdfleet's pods run on the host network and
+// reach the API server on its loopback address.
+var helmValues = fmt.Sprintf(`
+manager:
+  image: {repository: ghcr.io/sdfleet/manager, tag: dev, pullPolicy: Never}
+  defaultInferenceImage: ghcr.io/sdfleet/sdgen:dev
+  leaderElection: false
+  hostNetwork: true
+  metricsPort: 18090
+  healthPort: 18091
+  extraEnv:
+    - {name: KUBERNETES_SERVICE_HOST, value: 127.0.0.1}
+    - {name: KUBERNETES_SERVICE_PORT, value: "16443"}
+  extraArgs: ["--pod-event-batch-period=200ms"]
+devicePlugin:
+  image: {repository: ghcr.io/sdfleet/deviceplugin, tag: dev, pullPolicy: Never}
+  hostNetwork: true
+  metricsPort: 18082
+  healthPort: %d
+  extraEnv:
+    - {name: KUBERNETES_SERVICE_HOST, value: 127.0.0.1}
+    - {name: KUBERNETES_SERVICE_PORT, value: "16443"}
+  extraArgs: ["--health-recovery-quiet-period=5s", "--health-recovery-probes=2"]
+simulate:
+  enabled: true
+  scenario:
+    gpus:
+      - {product: NVIDIA H100 80GB HBM3, memoryMiB: 81920, memoryUsedPercent: 0}
+      - {product: NVIDIA H100 80GB HBM3, memoryMiB: 81920, memoryUsedPercent: 0}
+      - {product: NVIDIA H100 80GB HBM3, memoryMiB: 81920, memoryUsedPercent: 0}
+      - {product: NVIDIA H100 80GB HBM3, memoryMiB: 81920, memoryUsedPercent: 0}
+`, agentPort)
