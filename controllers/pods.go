@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"path"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -56,8 +57,13 @@ func buildPod(job *sdfleetv1alpha1.ImageGenerationJob, index, seq int32, jobSeed
 		image = defaultImage
 	}
 	modelPath := podcontract.ModelMountPath
-	if spec.Model.PersistentVolumeClaim != nil {
+	switch {
+	case spec.Model.PersistentVolumeClaim != nil:
 		modelPath = podcontract.InVolume(podcontract.ModelMountPath, spec.Model.PersistentVolumeClaim.Path)
+	case spec.Model.HostPath != nil:
+		if _, base := hostModelMount(spec.Model.HostPath.Path); base != "" {
+			modelPath = podcontract.InVolume(podcontract.ModelMountPath, base)
+		}
 	}
 	args := []string{
 		podcontract.FlagPrompt, spec.Prompt,
@@ -199,12 +205,18 @@ func volumeFor(name string, loc sdfleetv1alpha1.StorageLocation, readOnly bool) 
 		v.PersistentVolumeClaim = &corev1.PersistentVolumeClaimVolumeSource{
 			ClaimName: loc.PersistentVolumeClaim.ClaimName, ReadOnly: readOnly,
 		}
-	case loc.HostPath != nil:
-		hostType := corev1.HostPathDirectoryOrCreate
-		if readOnly {
-			// The model may be a single checkpoint file or a diffusers folder.
+	case loc.HostPath != nil && readOnly:
+		// The model: its folder is mounted, not the model itself, so that a model that is
+		// missing on the node is reported by sdgen (exit 3, naming the path) instead of
+		// leaving the pod unable to start.
+		dir, base := hostModelMount(loc.HostPath.Path)
+		hostType := corev1.HostPathDirectory
+		if base == "" {
 			hostType = corev1.HostPathUnset
 		}
+		v.HostPath = &corev1.HostPathVolumeSource{Path: dir, Type: &hostType}
+	case loc.HostPath != nil:
+		hostType := corev1.HostPathDirectoryOrCreate
 		v.HostPath = &corev1.HostPathVolumeSource{Path: "/" + podcontract.CleanRelative(loc.HostPath.Path), Type: &hostType}
 	default:
 		// The API requires one of the two; an empty volume keeps a malformed object from
@@ -212,6 +224,19 @@ func volumeFor(name string, loc sdfleetv1alpha1.StorageLocation, readOnly bool) 
 		v.EmptyDir = &corev1.EmptyDirVolumeSource{}
 	}
 	return v
+}
+
+// hostModelMount splits a model's host path into the folder the pod mounts and the model's
+// name inside it. A model directly under / is mounted itself (base is empty): the host's root
+// is never mounted.
+func hostModelMount(hostPath string) (dir, base string) {
+	clean := "/" + podcontract.CleanRelative(hostPath)
+	dir, base = path.Split(clean)
+	dir = path.Clean(dir)
+	if dir == "/" || base == "" {
+		return clean, ""
+	}
+	return dir, base
 }
 
 // outputPathInVolume is where image index is written, relative to the output volume's root.

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 	"math"
 	"testing"
 	"time"
@@ -213,8 +214,18 @@ func TestBuildPodHostPathsStayClean(t *testing.T) {
 	job := sdtesting.MakeJob("j", "ns").Obj()
 	job.Spec.Model.HostPath.Path = "/models//sd15/./"
 	pod := buildPod(job, 0, 0, 1, podPlacement{CPU: true}, "img")
-	if got := pod.Spec.Volumes[0].HostPath.Path; got != "/models/sd15" {
-		t.Errorf("model host path = %q, want /models/sd15", got)
+	// The model's folder is mounted and the model named inside it, so that sdgen can report a
+	// model missing on the node.
+	if got := pod.Spec.Volumes[0].HostPath.Path; got != "/models" {
+		t.Errorf("model host path = %q, want /models", got)
+	}
+	if args := strings.Join(pod.Spec.Containers[0].Args, " "); !strings.Contains(args, "--model "+podcontract.ModelMountPath+"/sd15 ") {
+		t.Errorf("args %q do not name the model inside its folder", args)
+	}
+	job.Spec.Model.HostPath.Path = "/sd15"
+	pod = buildPod(job, 0, 0, 1, podPlacement{CPU: true}, "img")
+	if got := pod.Spec.Volumes[0].HostPath.Path; got != "/sd15" {
+		t.Errorf("a model under / mounts %q, want /sd15 itself (never the host's root)", got)
 	}
 	if got := outputPathForStatus(job, 7); got != "/srv/images/ns/j/7.png" {
 		t.Errorf("output path = %q", got)
