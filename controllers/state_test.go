@@ -2,8 +2,8 @@ package controllers
 
 import (
 	"fmt"
-	"strings"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
