@@ -95,6 +95,38 @@ type ImageGenerationJobReconciler struct {
 	// waiting are the jobs with images waiting for a GPU; GPU and pod changes re-examine them.
 	waiting *jobSet
 	gauges  *jobGauges
+
+	// heldEvents are events of actions already taken (pods created or deleted) whose status
+	// write failed: they are emitted after the next successful write, so that the story a
+	// user reads is not missing a step.
+	heldMu     sync.Mutex
+	heldEvents map[types.NamespacedName][]pendingEvent
+}
+
+// maxHeldEvents bounds the events held for one job between failed status writes.
+const maxHeldEvents = 64
+
+// holdEvents keeps the events of a reconcile whose status write failed.
+func (r *ImageGenerationJobReconciler) holdEvents(key types.NamespacedName, evs []pendingEvent) {
+	if len(evs) == 0 {
+		return
+	}
+	r.heldMu.Lock()
+	defer r.heldMu.Unlock()
+	held := append(r.heldEvents[key], evs...)
+	if len(held) > maxHeldEvents {
+		held = held[len(held)-maxHeldEvents:]
+	}
+	r.heldEvents[key] = held
+}
+
+// takeHeldEvents returns and forgets the events held for a job.
+func (r *ImageGenerationJobReconciler) takeHeldEvents(key types.NamespacedName) []pendingEvent {
+	r.heldMu.Lock()
+	defer r.heldMu.Unlock()
+	evs := r.heldEvents[key]
+	delete(r.heldEvents, key)
+	return evs
 }
 
 // NewReconciler returns a reconciler that reads through c (the manager's cached client) and
@@ -110,6 +142,8 @@ func NewReconciler(c client.Client, recorder events.EventRecorder, cfg Config) *
 		ledger:   ledger.New(nil),
 		waiting:  newJobSet(),
 		gauges:   newJobGauges(),
+
+		heldEvents: map[types.NamespacedName][]pendingEvent{},
 	}
 }
 
@@ -157,6 +191,7 @@ func (r *ImageGenerationJobReconciler) Reconcile(ctx context.Context, req ctrl.R
 	job := &sdfleetv1alpha1.ImageGenerationJob{}
 	if err := r.client.Get(ctx, req.NamespacedName, job); err != nil {
 		if apierrors.IsNotFound(err) {
+			r.takeHeldEvents(req.NamespacedName)
 			return ctrl.Result{}, r.cleanUpDeletedJob(ctx, req.NamespacedName)
 		}
 		return ctrl.Result{}, fmt.Errorf("get ImageGenerationJob %s: %w", req.NamespacedName, err)
@@ -181,6 +216,7 @@ func (r *ImageGenerationJobReconciler) Reconcile(ctx context.Context, req ctrl.R
 	}
 
 	if err := r.sync(ctx, s); err != nil {
+		r.holdEvents(req.NamespacedName, s.events)
 		return ctrl.Result{}, err
 	}
 	r.summarise(s)
@@ -189,6 +225,7 @@ func (r *ImageGenerationJobReconciler) Reconcile(ctx context.Context, req ctrl.R
 		updated := job.DeepCopy()
 		updated.Status = *s.status
 		if err := r.client.Status().Update(ctx, updated); err != nil {
+			r.holdEvents(req.NamespacedName, s.events)
 			if apierrors.IsConflict(err) {
 				// The cache had not yet seen our previous write. Nothing else would wake the
 				// job (its own status changes are filtered out), so look again shortly.
@@ -508,7 +545,7 @@ func (r *ImageGenerationJobReconciler) summarise(s *syncState) {
 
 // afterWrite emits the events and updates the metrics once the status is stored.
 func (r *ImageGenerationJobReconciler) afterWrite(job *sdfleetv1alpha1.ImageGenerationJob, s *syncState) {
-	for _, e := range s.events {
+	for _, e := range append(r.takeHeldEvents(s.key), s.events...) {
 		r.recorder.Eventf(job, nil, e.eventType, e.reason, e.action, "%s", e.note)
 	}
 	counts := jobCounts{
