@@ -30,6 +30,7 @@ type env struct {
 // commands lists the subcommands in the order --help shows them.
 var commands = []command{
 	testmodelCommand,
+	generateCommand,
 }
 
 func main() {
@@ -61,6 +62,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case errors.Is(err, flag.ErrHelp):
 			return 0
+		case errors.As(err, new(exitCoder)):
+			fmt.Fprintf(stderr, "sdgen %s: %v\n", c.name, err)
+			return exitCodeOf(err)
 		case errors.As(err, new(usageError)):
 			fmt.Fprintf(stderr, "sdgen %s: %v\n", c.name, err)
 			return 2
@@ -83,6 +87,8 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'sdgen COMMAND --help' for a command's flags.")
+	fmt.Fprintln(w)
+	fmt.Fprint(w, exitCodesHelp)
 }
 
 // usageError marks errors in how a command was invoked (exit status 2).

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sdfleet/sdfleet/controllers/podcontract"
+	"github.com/sdfleet/sdfleet/inference/checkpoint"
+	"github.com/sdfleet/sdfleet/inference/pipeline"
+	"github.com/sdfleet/sdfleet/inference/testmodel"
+)
+
+var (
+	tinyOnce   sync.Once
+	tinyPaths  map[checkpoint.Layout]string
+	tinyErr    error
+	tinyFolder string
+)
+
+// tinyModels generates the tiny test model in both layouts once per run.
+func tinyModels(t *testing.T) map[checkpoint.Layout]string {
+	t.Helper()
+	tinyOnce.Do(func() {
+		tinyFolder, tinyErr = os.MkdirTemp("", "sdgen-generate")
+		if tinyErr != nil {
+			return
+		}
+		tinyPaths = map[checkpoint.Layout]string{}
+		for _, l := range []checkpoint.Layout{checkpoint.Diffusers, checkpoint.SingleFile} {
+			var p string
+			p, tinyErr = testmodel.Generate(filepath.Join(tinyFolder, string(l)), testmodel.Options{Size: testmodel.Tiny, Layout: l, Seed: 3})
+			if tinyErr != nil {
+				return
+			}
+			tinyPaths[l] = p
+		}
+	})
+	if tinyErr != nil {
+		t.Fatal(tinyErr)
+	}
+	return tinyPaths
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if tinyFolder != "" {
+		_ = os.RemoveAll(tinyFolder)
+	}
+	os.Exit(code)
+}
+
+type generated struct {
+	code           int
+	stdout, stderr string
+	png            []byte
+	result         generateResult
+	resultRaw      string
+}
+
+func generate(t *testing.T, args ...string) generated {
+	t.Helper()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "sub", "img.png")
+	resFile := filepath.Join(dir, "result.json")
+	full := append([]string{"generate", "--output", out, "--result-file", resFile}, args...)
+	var stdout, stderr bytes.Buffer
+	g := generated{code: run(full, &stdout, &stderr), stdout: stdout.String(), stderr: stderr.String()}
+	g.png, _ = os.ReadFile(out)
+	raw, err := os.ReadFile(resFile)
+	if err != nil {
+		t.Fatalf("sdgen %q: no result file: %v (stderr %s)", args, err, g.stderr)
+	}
+	g.resultRaw = string(raw)
+	if err := json.Unmarshal(raw, &g.result); err != nil {
+		t.Fatalf("result file %q: %v", raw, err)
+	}
+	return g
+}
+
+func small(model string, extra ...string) []string {
+	return append([]string{"--model", model, "--prompt", "a red fox", "--negative-prompt", "blurry", "--width", "64", "--height", "48", "--steps", "3", "--seed", "11"}, extra...)
+}
+
+func TestGenerateBothLayoutsSameBytes(t *testing.T) {
+	models := tinyModels(t)
+	a := generate(t, small(models[checkpoint.Diffusers])...)
+	b := generate(t, small(models[checkpoint.SingleFile])...)
+	for _, g := range []generated{a, b} {
+		if g.code != 0 {
+			t.Fatalf("exit %d: %s", g.code, g.stderr)
+		}
+	}
+	if len(a.png) == 0 || !bytes.Equal(a.png, b.png) {
+		t.Fatalf("the layouts gave different or empty PNGs (%d and %d bytes)", len(a.png), len(b.png))
+	}
+	img, err := png.Decode(bytes.NewReader(a.png))
+	if err != nil || img.Bounds().Dx() != 64 || img.Bounds().Dy() != 48 {
+		t.Fatalf("PNG: %v, bounds %v", err, img.Bounds())
+	}
+	for _, text := range []string{"tEXtparameters\x00a red fox\nNegative prompt: blurry\nSteps: 3, Sampler: DDIM, CFG scale: 7.5, Seed: 11, Size: 64x48", `tEXtsdfleet` + "\x00" + `{"prompt":"a red fox"`} {
+		if !bytes.Contains(a.png, []byte(text)) {
+			t.Errorf("PNG lacks text chunk %q", text)
+		}
+	}
+
+	// The result file is what the controller parses.
+	r, ok := podcontract.ParseResult(a.resultRaw)
+	if !ok {
+		t.Fatalf("result %q is not a podcontract.Result", a.resultRaw)
+	}
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(a.png)
+	if r.SHA256 != hex.EncodeToString(sum[:]) || r.Device != "cpu" || !strings.HasSuffix(r.OutputPath, "sub/img.png") || r.Error != "" {
+		t.Errorf("result %+v does not describe the PNG", r)
+	}
+	res := a.result
+	if res.Width != 64 || res.Height != 48 || res.Seed != 11 || res.Steps != 3 || res.Sampler != "ddim" || res.ExitCode != 0 {
+		t.Errorf("result settings %+v", res)
+	}
+	if res.PeakMemoryBytes <= 0 || res.DenoiseMilliseconds < 0 {
+		t.Errorf("result figures %+v", res)
+	}
+
+	// One JSON progress line per step on stdout.
+	var steps []int
+	sc := bufio.NewScanner(strings.NewReader(a.stdout))
+	for sc.Scan() {
+		var p progressLine
+		if err := json.Unmarshal(sc.Bytes(), &p); err != nil || p.Type != "progress" || p.Steps != 3 {
+			t.Fatalf("stdout line %q is not a progress line", sc.Text())
+		}
+		steps = append(steps, p.Step)
+	}
+	if len(steps) != 3 || steps[0] != 1 || steps[2] != 3 {
+		t.Errorf("progress steps %v, want 1 2 3", steps)
+	}
+}
+
+func TestGenerateSeeds(t *testing.T) {
+	model := tinyModels(t)[checkpoint.Diffusers]
+	a := generate(t, small(model, "--seed", "5", "--sampler", "euler-ancestral")...)
+	b := generate(t, small(model, "--seed", "5", "--sampler", "euler-ancestral")...)
+	c := generate(t, small(model, "--seed", "6", "--sampler", "euler-ancestral")...)
+	if a.code != 0 || b.code != 0 || c.code != 0 {
+		t.Fatalf("exit codes %d %d %d: %s", a.code, b.code, c.code, a.stderr+c.stderr)
+	}
+	if !bytes.Equal(a.png, b.png) {
+		t.Error("the same seed gave different bytes")
+	}
+	ia, _ := png.Decode(bytes.NewReader(a.png))
+	ic, _ := png.Decode(bytes.NewReader(c.png))
+	same := true
+	for y := 0; y < 48 && same; y++ {
+		for x := 0; x < 64; x++ {
+			if ia.At(x, y) != ic.At(x, y) {
+				same = false
+				break
+			}
+		}
+	}
+	if same {
+		t.Error("different seeds gave the same image")
+	}
+}
+
+func TestGenerateEnvironmentVariables(t *testing.T) {
+	model := tinyModels(t)[checkpoint.SingleFile]
+	t.Setenv("SDFLEET_MODEL", model)
+	t.Setenv("SDFLEET_PROMPT", "a cat")
+	t.Setenv("SDFLEET_STEPS", "2")
+	t.Setenv("SDFLEET_WIDTH", "32")
+	t.Setenv("SDFLEET_HEIGHT", "40")
+	t.Setenv("SDFLEET_GPU_UUID", "GPU-1234")
+	g := generate(t, "--steps", "1")
+	if g.code != 0 {
+		t.Fatalf("exit %d: %s", g.code, g.stderr)
+	}
+	if g.result.Steps != 1 || g.result.Width != 32 || g.result.Height != 40 {
+		t.Errorf("result %+v: want steps 1 from the flag, size 32x40 from the environment", g.result)
+	}
+	if !strings.Contains(g.stderr, "running on the CPU") || !strings.Contains(g.stderr, "GPU-1234") {
+		t.Errorf("no CPU fallback line naming the GPU in %q", g.stderr)
+	}
+}
+
+func TestGenerateExitCodes(t *testing.T) {
+	model := tinyModels(t)[checkpoint.Diffusers]
+	corrupt := filepath.Join(t.TempDir(), "corrupt.safetensors")
+	data, err := os.ReadFile(tinyModels(t)[checkpoint.SingleFile])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(corrupt, data[:len(data)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "absent")
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"empty prompt", []string{"--model", model, "--prompt", " "}, podcontract.ExitInvalidInput, "--prompt"},
+		{"width not a multiple of 8", small(model, "--width", "65"), podcontract.ExitInvalidInput, "--width"},
+		{"height zero", small(model, "--height", "0"), podcontract.ExitInvalidInput, "--height"},
+		{"unknown sampler", small(model, "--sampler", "plms"), podcontract.ExitInvalidInput, "--sampler"},
+		{"bad rng", small(model, "--rng", "xorshift"), podcontract.ExitInvalidInput, "--rng"},
+		{"bad device", small(model, "--device", "tpu"), podcontract.ExitInvalidInput, "--device"},
+		{"bad number", small(model, "--steps", "many"), podcontract.ExitInvalidInput, "flag -steps"},
+		{"no model", []string{"--prompt", "x"}, podcontract.ExitInvalidInput, "--model"},
+		{"missing model", small(missing), podcontract.ExitModelError, missing},
+		{"corrupt model", small(corrupt), podcontract.ExitModelError, corrupt},
+		{"no GPU backend", small(model, "--device", "cuda:0"), podcontract.ExitDeviceError, "cuda:0"},
+	}
+	for _, c := range cases {
+		g := generate(t, c.args...)
+		if g.code != c.code || !strings.Contains(g.stderr, c.want) {
+			t.Errorf("%s: exit %d, stderr %q; want exit %d mentioning %q", c.name, g.code, g.stderr, c.code, c.want)
+		}
+		if g.result.ExitCode != c.code || !strings.Contains(g.result.Error, c.want) || len(g.png) != 0 {
+			t.Errorf("%s: result %+v, want exit code %d and an error mentioning %q, and no image", c.name, g.result, c.code, c.want)
+		}
+	}
+}
+
+func TestGenerateHelpDocumentsExitCodesAndEnvironment(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"generate", "--help"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"$SDFLEET_PROMPT", "$SDFLEET_NEGATIVE_PROMPT", "$SDFLEET_RESULT_FILE", "3  model error", "4  out of memory", "5  device error"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("generate --help lacks %q", want)
+		}
+	}
+}
+
+func TestExitCodeOf(t *testing.T) {
+	cases := []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{flag.ErrHelp, 0},
+		{usageError{"--width"}, podcontract.ExitInvalidInput},
+		{fmt.Errorf("wrapped: %w", &pipeline.InputError{Field: "width", Message: "odd"}), podcontract.ExitInvalidInput},
+		{&pipeline.ModelError{Path: "m", Err: errors.New("bad")}, podcontract.ExitModelError},
+		{exitError{podcontract.ExitOutOfMemory, errors.New("too big")}, podcontract.ExitOutOfMemory},
+		{exitError{podcontract.ExitDeviceError, errors.New("no gpu")}, podcontract.ExitDeviceError},
+		{&pipeline.NonFiniteError{Step: 3, Steps: 20, Where: "latents"}, 1},
+		{context.Canceled, 1},
+	}
+	for _, c := range cases {
+		if got := exitCodeOf(c.err); got != c.want {
+			t.Errorf("exitCodeOf(%v) = %d, want %d", c.err, got, c.want)
+		}
+	}
+}

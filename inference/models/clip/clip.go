@@ -1,0 +1,151 @@
+package clip
+
+import (
+	"fmt"
+
+	"github.com/sdfleet/sdfleet/inference/backend"
+	"github.com/sdfleet/sdfleet/inference/checkpoint"
+	"github.com/sdfleet/sdfleet/inference/models"
+	"github.com/sdfleet/sdfleet/inference/tensor"
+)
+
+// layerNormEps is CLIP's layer_norm_eps.
+const layerNormEps = 1e-5
+
+// Options adjust how the encoder is run.
+type Options struct {
+	// SkipLastLayers leaves out this many final transformer layers; the
+	// final layer norm is still applied.
+	SkipLastLayers int
+}
+
+// Model is a loaded text encoder.
+type Model struct {
+	cfg    checkpoint.TextEncoderConfig
+	opts   Options
+	b      backend.Backend
+	act    backend.Activation
+	tokens *tensor.Tensor // [vocab, width]
+	pos    *tensor.Tensor // [positions, width]
+	layers []layer
+	final  models.Norm
+	bytes  int64
+}
+
+type layer struct {
+	ln1, ln2   models.Norm
+	q, k, v, o backend.Linear
+	fc1, fc2   backend.Linear
+}
+
+// New loads a text encoder with the given configuration from src, whose
+// names are the diffusers ones (text_model.encoder.layers.N...).
+func New(b backend.Backend, src models.Source, cfg checkpoint.TextEncoderConfig, opts Options) (*Model, error) {
+	if cfg.HiddenSize <= 0 || cfg.Heads <= 0 || cfg.HiddenSize%cfg.Heads != 0 || cfg.Layers <= 0 || cfg.MaxPositions <= 0 || cfg.VocabSize <= 0 || cfg.IntermediateSize <= 0 {
+		return nil, fmt.Errorf("text encoder config %+v: expected positive sizes with heads dividing the width", cfg)
+	}
+	if opts.SkipLastLayers < 0 || opts.SkipLastLayers >= cfg.Layers {
+		return nil, fmt.Errorf("text encoder option SkipLastLayers: %d, expected 0 to %d", opts.SkipLastLayers, cfg.Layers-1)
+	}
+	m := &Model{cfg: cfg, opts: opts, b: b}
+	switch cfg.HiddenAct {
+	case "quick_gelu":
+		m.act = backend.QuickGELU
+	case "gelu":
+		m.act = backend.GELU
+	default:
+		return nil, fmt.Errorf("text encoder hidden_act %q: expected quick_gelu or gelu", cfg.HiddenAct)
+	}
+	D, I := cfg.HiddenSize, cfg.IntermediateSize
+	root := models.NewLoader(b, src)
+	l := root.With("text_model.")
+	m.tokens = l.Matrix("embeddings.token_embedding.weight", cfg.VocabSize, D)
+	m.pos = l.Matrix("embeddings.position_embedding.weight", cfg.MaxPositions, D)
+	// Layers past the ones used are never loaded.
+	for i := range cfg.Layers - opts.SkipLastLayers {
+		p := l.With(fmt.Sprintf("encoder.layers.%d.", i))
+		m.layers = append(m.layers, layer{
+			ln1: p.Norm("layer_norm1", D),
+			q:   p.Linear("self_attn.q_proj", D, D, true),
+			k:   p.Linear("self_attn.k_proj", D, D, true),
+			v:   p.Linear("self_attn.v_proj", D, D, true),
+			o:   p.Linear("self_attn.out_proj", D, D, true),
+			ln2: p.Norm("layer_norm2", D),
+			fc1: p.Linear("mlp.fc1", I, D, true),
+			fc2: p.Linear("mlp.fc2", D, I, true),
+		})
+	}
+	m.final = l.Norm("final_layer_norm", D)
+	if err := root.Err(); err != nil {
+		return nil, err
+	}
+	m.bytes = root.PackedBytes()
+	return m, nil
+}
+
+// Width is the embedding width (768 for SD 1.x).
+func (m *Model) Width() int { return m.cfg.HiddenSize }
+
+// PackedBytes estimates the memory the loaded weights occupy.
+func (m *Model) PackedBytes() int64 { return m.bytes }
+
+// Encode runs the encoder over a batch of equally long id sequences
+// (normally 77 each) and returns [batch, tokens, width].
+func (m *Model) Encode(ids [][]int) (*tensor.Tensor, error) {
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("text encoder: no sequences to encode")
+	}
+	T := len(ids[0])
+	if T == 0 || T > m.cfg.MaxPositions {
+		return nil, fmt.Errorf("text encoder: sequence length %d, expected 1 to %d", T, m.cfg.MaxPositions)
+	}
+	flat := make([]int, 0, len(ids)*T)
+	for i, s := range ids {
+		if len(s) != T {
+			return nil, fmt.Errorf("text encoder: sequence %d has %d ids, expected %d like the first", i, len(s), T)
+		}
+		flat = append(flat, s...)
+	}
+	B, D := len(ids), m.cfg.HiddenSize
+	x, _ := tensor.New(B, T, D)
+	if err := m.b.Embedding(x, m.tokens, flat); err != nil {
+		return nil, fmt.Errorf("text encoder token embedding: %w", err)
+	}
+	for bi := range B {
+		row := x.Data[bi*T*D : (bi+1)*T*D]
+		for i, p := range m.pos.Data[:T*D] {
+			row[i] += p
+		}
+	}
+	h, _ := tensor.New(B, T, D)
+	q, _ := tensor.New(B, T, D)
+	k, _ := tensor.New(B, T, D)
+	v, _ := tensor.New(B, T, D)
+	a, _ := tensor.New(B, T, D)
+	mlp, _ := tensor.New(B, T, m.cfg.IntermediateSize)
+	heads := backend.AttentionParams{Heads: m.cfg.Heads, Causal: true}
+	for i, ly := range m.layers {
+		steps := []func() error{
+			func() error { return m.b.LayerNorm(h, x, ly.ln1.Scale, ly.ln1.Shift, layerNormEps) },
+			func() error { return m.b.MatMul(q, h, ly.q, backend.Epilogue{}) },
+			func() error { return m.b.MatMul(k, h, ly.k, backend.Epilogue{}) },
+			func() error { return m.b.MatMul(v, h, ly.v, backend.Epilogue{}) },
+			func() error { return m.b.Attention(a, q, k, v, heads) },
+			// The residual stream alternates between x and h so the
+			// epilogue's residual never aliases its destination.
+			func() error { return m.b.MatMul(h, a, ly.o, backend.Epilogue{Residual: x}) },
+			func() error { return m.b.LayerNorm(x, h, ly.ln2.Scale, ly.ln2.Shift, layerNormEps) },
+			func() error { return m.b.MatMul(mlp, x, ly.fc1, backend.Epilogue{Act: m.act}) },
+			func() error { return m.b.MatMul(x, mlp, ly.fc2, backend.Epilogue{Residual: h}) },
+		}
+		for _, s := range steps {
+			if err := s(); err != nil {
+				return nil, fmt.Errorf("text encoder layer %d: %w", i, err)
+			}
+		}
+	}
+	if err := m.b.LayerNorm(h, x, m.final.Scale, m.final.Shift, layerNormEps); err != nil {
+		return nil, fmt.Errorf("text encoder final layer norm: %w", err)
+	}
+	return h, nil
+}

@@ -1,0 +1,110 @@
+package models
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/sdfleet/sdfleet/inference/backend/cpu"
+	"github.com/sdfleet/sdfleet/inference/tensor"
+)
+
+func TestTransposesRoundTrip(t *testing.T) {
+	const n, c, h, w = 2, 3, 4, 5
+	src := make([]float32, n*c*h*w)
+	for i := range src {
+		src[i] = float32(i)
+	}
+	nhwc := make([]float32, len(src))
+	if err := NCHWToNHWC(nhwc, src, n, c, h, w); err != nil {
+		t.Fatal(err)
+	}
+	// Element (b, ch, y, x) of NCHW lands at ((b*h+y)*w+x)*c+ch.
+	for _, e := range [][4]int{{0, 0, 0, 0}, {1, 2, 3, 4}, {0, 1, 2, 3}, {1, 0, 3, 1}} {
+		b, ch, y, x := e[0], e[1], e[2], e[3]
+		if got, want := nhwc[((b*h+y)*w+x)*c+ch], src[((b*c+ch)*h+y)*w+x]; got != want {
+			t.Errorf("element %v: %v, want %v", e, got, want)
+		}
+	}
+	back := make([]float32, len(src))
+	if err := NHWCToNCHW(back, nhwc, n, h, w, c); err != nil {
+		t.Fatal(err)
+	}
+	for i := range src {
+		if back[i] != src[i] {
+			t.Fatalf("round trip differs at %d", i)
+		}
+	}
+	if err := NCHWToNHWC(nhwc[:5], src, n, c, h, w); err == nil {
+		t.Error("a short destination was accepted")
+	}
+}
+
+func TestResizeNearest(t *testing.T) {
+	// A 1×3 row resized to 1×5 takes source columns floor(x·3/5): 0 0 1 1 2,
+	// PyTorch's "nearest" rule; a 2× resize repeats every pixel.
+	cases := []struct {
+		h, w, ho, wo int
+		want         []float32
+	}{
+		{1, 3, 1, 5, []float32{0, 0, 1, 1, 2}},
+		{1, 2, 2, 4, []float32{0, 0, 1, 1, 0, 0, 1, 1}},
+		{2, 1, 3, 1, []float32{0, 0, 1}},
+	}
+	for _, tc := range cases {
+		src := tensor.MustNew(1, tc.h, tc.w, 1)
+		for i := range src.Data {
+			src.Data[i] = float32(i)
+		}
+		dst := tensor.MustNew(1, tc.ho, tc.wo, 1)
+		if err := ResizeNearest(dst, src); err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range tc.want {
+			if dst.Data[i] != v {
+				t.Errorf("%dx%d to %dx%d: %v, want %v", tc.h, tc.w, tc.ho, tc.wo, dst.Data, tc.want)
+				break
+			}
+		}
+	}
+	if err := ResizeNearest(tensor.MustNew(1, 2, 2, 3), tensor.MustNew(1, 1, 1, 2)); err == nil {
+		t.Error("a channel mismatch was accepted")
+	}
+}
+
+func TestLoaderReportsFirstProblemByName(t *testing.T) {
+	b, err := cpu.New(cpu.Options{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	src := MapSource{
+		"blk.proj.weight": tensor.RawFromFloat32(make([]float32, 6), 2, 3),
+		"blk.proj.bias":   tensor.RawFromFloat32(make([]float32, 2), 2),
+		"blk.conv.weight": tensor.RawFromFloat32(make([]float32, 2*3), 2, 3, 1, 1),
+		"blk.norm.weight": tensor.RawFromFloat32(make([]float32, 4), 4),
+	}
+	l := NewLoader(b, src).With("blk.")
+	if l.Linear("proj", 2, 3, true) == nil || l.Err() != nil {
+		t.Fatalf("a good linear failed: %v", l.Err())
+	}
+	// A 1×1 convolution weight is accepted as a linear layer.
+	if l.Linear("conv", 2, 3, false) == nil || l.Err() != nil {
+		t.Fatalf("a 1x1 convolution as linear failed: %v", l.Err())
+	}
+	if l.Vector("norm.weight", 5) != nil {
+		t.Fatal("a wrong length was accepted")
+	}
+	first := l.Err()
+	if first == nil || !strings.Contains(first.Error(), "blk.norm.weight") || !strings.Contains(first.Error(), "[5]") {
+		t.Fatalf("error %v should name blk.norm.weight and the expected shape", first)
+	}
+	l.Linear("absent", 1, 1, false)
+	if !errors.Is(l.Err(), first) && l.Err() != first {
+		t.Errorf("the first error was replaced by %v", l.Err())
+	}
+	var we *WeightError
+	if !errors.As(first, &we) || we.Tensor != "blk.norm.weight" {
+		t.Errorf("error %#v is not a WeightError for blk.norm.weight", first)
+	}
+}

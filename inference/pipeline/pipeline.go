@@ -1,0 +1,448 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/sdfleet/sdfleet/inference/backend"
+	"github.com/sdfleet/sdfleet/inference/checkpoint"
+	"github.com/sdfleet/sdfleet/inference/models"
+	"github.com/sdfleet/sdfleet/inference/models/clip"
+	"github.com/sdfleet/sdfleet/inference/models/unet"
+	"github.com/sdfleet/sdfleet/inference/models/vae"
+	"github.com/sdfleet/sdfleet/inference/noise"
+	"github.com/sdfleet/sdfleet/inference/sampler"
+	"github.com/sdfleet/sdfleet/inference/tensor"
+	"github.com/sdfleet/sdfleet/inference/tokenizer"
+)
+
+// Options configure a Pipeline.
+type Options struct {
+	// Checkpoint is passed to checkpoint.Open (tokenizer folders, variant).
+	Checkpoint checkpoint.Options
+	// KeepModels keeps every network loaded between phases and requests,
+	// trading memory for speed when several images are generated.
+	KeepModels bool
+	// Log receives load, truncation and release messages.
+	Log logr.Logger
+}
+
+// Progress is reported after each denoising step.
+type Progress struct {
+	Step, Steps int
+	Elapsed     time.Duration
+	// ETA extrapolates the mean step time over the remaining steps.
+	ETA time.Duration
+}
+
+// Hooks observe intermediate values, for tests and diagnostics. Slices
+// are only valid during the call.
+type Hooks struct {
+	// Progress is called after each denoising step.
+	Progress func(Progress)
+	// Embeddings receives the text embeddings [batch, 77, width]: the
+	// unconditional row first when guidance is on.
+	Embeddings func(*tensor.Tensor)
+	// InitialLatents receives the scaled starting noise [1, C, h, w].
+	InitialLatents func(latents []float32)
+	// Prediction receives the UNet's raw output of step i (0-based),
+	// [batch, C, h, w] in PyTorch's order, unconditional first.
+	Prediction func(i int, pred []float32)
+	// Step receives, after step i (0-based), the guided noise prediction
+	// and the updated latents, both [1, C, h, w] in PyTorch's order.
+	Step func(i int, eps, latents []float32)
+	// Image receives the decoded image [1, H, W, 3], values in [0, 1].
+	Image func(*tensor.Tensor)
+}
+
+// Timings are the durations of a generation's phases.
+type Timings struct {
+	Load, Encode, Denoise, Decode time.Duration
+}
+
+// Output is a generated image.
+type Output struct {
+	Image   *image.NRGBA
+	Timings Timings
+	// Dropped lists the words of each prompt cut at 75 tokens.
+	Dropped []string
+}
+
+// Pipeline generates images from one checkpoint on one backend. It is not
+// safe for concurrent use.
+type Pipeline struct {
+	path  string
+	model *checkpoint.Model
+	b     backend.Backend
+	tok   *tokenizer.Tokenizer
+	opts  Options
+	log   logr.Logger
+
+	text    *clip.Model
+	denoise *unet.Model
+	decoder *vae.Decoder
+	// load is the time spent opening and loading not yet reported.
+	load time.Duration
+}
+
+// Open opens the checkpoint at path (a diffusers folder or a single
+// .safetensors file) and its tokenizer. Networks are loaded on first use.
+func Open(path string, b backend.Backend, opts Options) (*Pipeline, error) {
+	start := time.Now()
+	m, err := checkpoint.Open(path, opts.Checkpoint)
+	if err != nil {
+		return nil, &ModelError{Path: path, Err: err}
+	}
+	if m.Family != checkpoint.SD1 && m.Family != checkpoint.SD2 {
+		_ = m.Close()
+		return nil, &ModelError{Path: path, Err: fmt.Errorf("model family %s is not supported (want %s or %s)", m.Family, checkpoint.SD1, checkpoint.SD2)}
+	}
+	if err := checkPrediction(path, m); err != nil {
+		_ = m.Close()
+		return nil, err
+	}
+	dir, err := m.TokenizerDir(checkpoint.TextEncoder)
+	if err != nil {
+		_ = m.Close()
+		return nil, &ModelError{Path: path, Err: err}
+	}
+	tok, err := tokenizer.LoadAny(dir)
+	if err != nil {
+		_ = m.Close()
+		return nil, &ModelError{Path: dir, Err: err}
+	}
+	if m.TextEncoder.VocabSize < tok.VocabSize() {
+		_ = m.Close()
+		return nil, &ModelError{Path: dir, Err: fmt.Errorf("tokenizer has %d symbols but the text encoder's embedding only %d", tok.VocabSize(), m.TextEncoder.VocabSize)}
+	}
+	p := &Pipeline{path: path, model: m, b: b, tok: tok, opts: opts, log: opts.Log, load: time.Since(start)}
+	p.log.V(1).Info("checkpoint opened", "path", path, "layout", m.Layout, "family", m.Family)
+	return p, nil
+}
+
+// clipOptions reads SD 2.x's single-file OpenCLIP tower from its
+// penultimate layer, as the original model does; diffusers folders of SD 2.x
+// store the tower already cut to that layer.
+func clipOptions(m *checkpoint.Model) clip.Options {
+	if m.Family == checkpoint.SD2 && m.Layout == checkpoint.SingleFile {
+		return clip.Options{SkipLastLayers: 1}
+	}
+	return clip.Options{}
+}
+
+// checkPrediction rejects diffusers folders whose scheduler says the UNet
+// predicts something other than the noise (SD 2.x 768-v models predict
+// "v_prediction"), which the samplers do not implement.
+func checkPrediction(path string, m *checkpoint.Model) error {
+	if m.Layout != checkpoint.Diffusers {
+		return nil
+	}
+	file := filepath.Join(path, "scheduler", "scheduler_config.json")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil // absent: diffusers' default is epsilon prediction
+	}
+	var cfg struct {
+		PredictionType string `json:"prediction_type"`
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return &ModelError{Path: file, Err: fmt.Errorf("want a JSON object: %w", err)}
+	}
+	if cfg.PredictionType != "" && cfg.PredictionType != "epsilon" {
+		return &ModelError{Path: file, Err: fmt.Errorf("prediction_type %q is not supported (want epsilon)", cfg.PredictionType)}
+	}
+	return nil
+}
+
+// Model is the opened checkpoint.
+func (p *Pipeline) Model() *checkpoint.Model { return p.model }
+
+// Close releases the networks and unmaps the checkpoint.
+func (p *Pipeline) Close() error {
+	p.text, p.denoise, p.decoder = nil, nil, nil
+	if p.model == nil {
+		return nil
+	}
+	err := p.model.Close()
+	p.model = nil
+	return err
+}
+
+// LatentScale is how many pixels one latent element covers per side.
+func (p *Pipeline) LatentScale() int { return 1 << (len(p.model.VAE.BlockOutChannels) - 1) }
+
+func (p *Pipeline) modelErr(err error) error {
+	var we *models.WeightError
+	path := p.path
+	if errors.As(err, &we) && we.File != "" {
+		path = we.File
+	}
+	return &ModelError{Path: path, Err: err}
+}
+
+func (p *Pipeline) textEncoder() (*clip.Model, error) {
+	if p.text == nil {
+		start := time.Now()
+		m, err := clip.New(p.b, models.FromCheckpoint(p.model, checkpoint.TextEncoder), p.model.TextEncoder, clipOptions(p.model))
+		if err != nil {
+			return nil, p.modelErr(err)
+		}
+		p.text = m
+		p.load += time.Since(start)
+		p.log.V(1).Info("text encoder loaded", "seconds", time.Since(start).Seconds(), "bytes", m.PackedBytes())
+	}
+	return p.text, nil
+}
+
+func (p *Pipeline) unet() (*unet.Model, error) {
+	if p.denoise == nil {
+		start := time.Now()
+		m, err := unet.New(p.b, models.FromCheckpoint(p.model, checkpoint.UNet), p.model.UNet)
+		if err != nil {
+			return nil, p.modelErr(err)
+		}
+		p.denoise = m
+		p.load += time.Since(start)
+		p.log.V(1).Info("unet loaded", "seconds", time.Since(start).Seconds(), "bytes", m.PackedBytes())
+	}
+	return p.denoise, nil
+}
+
+func (p *Pipeline) vae() (*vae.Decoder, error) {
+	if p.decoder == nil {
+		start := time.Now()
+		m, err := vae.New(p.b, models.FromCheckpoint(p.model, checkpoint.VAE), p.model.VAE)
+		if err != nil {
+			return nil, p.modelErr(err)
+		}
+		p.decoder = m
+		p.load += time.Since(start)
+		p.log.V(1).Info("vae decoder loaded", "seconds", time.Since(start).Seconds(), "bytes", m.PackedBytes())
+	}
+	return p.decoder, nil
+}
+
+// release drops a network unless models are kept, and returns the memory
+// to the system so the next phase's peak does not stack on it.
+func (p *Pipeline) release(which string, drop func()) {
+	if p.opts.KeepModels {
+		return
+	}
+	drop()
+	debug.FreeOSMemory()
+	p.log.V(1).Info("released", "network", which)
+}
+
+// Generate runs one request. ctx is checked between steps.
+func (p *Pipeline) Generate(ctx context.Context, req Request, hooks Hooks) (*Output, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	if p.model == nil {
+		return nil, fmt.Errorf("pipeline is closed")
+	}
+	out := &Output{}
+	guided := req.Guidance > 1
+
+	// Text embeddings: [uncond, cond] as one batch when guided.
+	start := time.Now()
+	prompts := []string{req.Prompt}
+	if guided {
+		prompts = []string{req.NegativePrompt, req.Prompt}
+	}
+	ids := make([][]int, len(prompts))
+	for i, text := range prompts {
+		enc := p.tok.Encode(text)
+		ids[i] = enc.IDs
+		if enc.Truncated {
+			out.Dropped = append(out.Dropped, enc.Dropped)
+			p.log.Info("prompt longer than 75 tokens was truncated", "which", []string{"prompt", "negative prompt"}[boolIndex(guided && i == 0)], "dropped", enc.Dropped)
+		}
+	}
+	te, err := p.textEncoder()
+	if err != nil {
+		return nil, err
+	}
+	encStart := time.Now()
+	emb, err := te.Encode(ids)
+	if err != nil {
+		return nil, err
+	}
+	out.Timings.Encode = time.Since(encStart)
+	if hooks.Embeddings != nil {
+		hooks.Embeddings(emb)
+	}
+	p.release("text encoder", func() { p.text = nil })
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	latents, err := p.denoiseLatents(ctx, req, emb, guided, hooks, &out.Timings)
+	if err != nil {
+		return nil, err
+	}
+	p.release("unet", func() { p.denoise = nil })
+
+	dec, err := p.vae()
+	if err != nil {
+		return nil, err
+	}
+	decStart := time.Now()
+	lc := p.model.VAE.LatentChannels
+	h, w := req.Height/p.LatentScale(), req.Width/p.LatentScale()
+	nhwc, _ := tensor.New(1, h, w, lc)
+	if err := models.NCHWToNHWC(nhwc.Data, latents, 1, lc, h, w); err != nil {
+		return nil, err
+	}
+	img, err := dec.Decode(nhwc)
+	if err != nil {
+		return nil, err
+	}
+	if !finite(img.Data) {
+		return nil, &NonFiniteError{Where: "decoded image"}
+	}
+	if hooks.Image != nil {
+		hooks.Image(img)
+	}
+	out.Image = toImage(img)
+	out.Timings.Decode = time.Since(decStart)
+	p.release("vae", func() { p.decoder = nil })
+	// Load time accumulates from Open (or the previous request) until a
+	// request reports it.
+	out.Timings.Load, p.load = p.load, 0
+	p.log.V(1).Info("generated", "seconds", time.Since(start).Seconds())
+	return out, nil
+}
+
+func boolIndex(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// denoiseLatents runs the sampler loop and returns the final latents
+// [1, C, h, w].
+func (p *Pipeline) denoiseLatents(ctx context.Context, req Request, emb *tensor.Tensor, guided bool, hooks Hooks, t *Timings) ([]float32, error) {
+	sm, err := sampler.New(req.Sampler, req.Steps)
+	if err != nil {
+		return nil, &InputError{"sampler", err.Error()}
+	}
+	src, err := noise.New(req.RNG, req.Seed)
+	if err != nil {
+		return nil, &InputError{"rng", err.Error()}
+	}
+	net, err := p.unet()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	cfg := net.Config()
+	c, h, w := cfg.InChannels, req.Height/p.LatentScale(), req.Width/p.LatentScale()
+	if cfg.OutChannels != c {
+		return nil, p.modelErr(fmt.Errorf("unet in_channels %d and out_channels %d differ; only text-to-image UNets are supported", c, cfg.OutChannels))
+	}
+	// The initial noise is drawn in PyTorch's [1, C, h, w] order.
+	latents := make([]float32, c*h*w)
+	src.Fill(latents)
+	sigma := float32(sm.InitNoiseSigma())
+	for i := range latents {
+		latents[i] *= sigma
+	}
+	if hooks.InitialLatents != nil {
+		hooks.InitialLatents(latents)
+	}
+	batch := emb.Shape[0]
+	x, _ := tensor.New(batch, h, w, c)
+	scaled := make([]float32, len(latents))
+	eps := make([]float32, len(latents))
+	epsBatch := make([]float32, batch*len(latents))
+	steps := sm.Steps()
+	for i := range steps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		timestep, scale := sm.ModelInput(i)
+		for k, v := range latents {
+			scaled[k] = v * float32(scale)
+		}
+		for b := range batch {
+			if err := models.NCHWToNHWC(x.Data[b*len(latents):(b+1)*len(latents)], scaled, 1, c, h, w); err != nil {
+				return nil, err
+			}
+		}
+		pred, err := net.Forward(x, timestep, emb)
+		if err != nil {
+			return nil, fmt.Errorf("step %d: %w", i+1, err)
+		}
+		if err := models.NHWCToNCHW(epsBatch, pred.Data, batch, h, w, c); err != nil {
+			return nil, err
+		}
+		if hooks.Prediction != nil {
+			hooks.Prediction(i, epsBatch)
+		}
+		if guided {
+			g := float32(req.Guidance)
+			uncond, cond := epsBatch[:len(eps)], epsBatch[len(eps):]
+			for k := range eps {
+				eps[k] = uncond[k] + g*(cond[k]-uncond[k])
+			}
+		} else {
+			copy(eps, epsBatch)
+		}
+		if err := sm.Step(i, latents, eps, src); err != nil {
+			return nil, fmt.Errorf("step %d: %w", i+1, err)
+		}
+		if !finite(latents) {
+			return nil, &NonFiniteError{Step: i + 1, Steps: steps, Where: "latents"}
+		}
+		if hooks.Step != nil {
+			hooks.Step(i, eps, latents)
+		}
+		if hooks.Progress != nil {
+			elapsed := time.Since(start)
+			eta := time.Duration(float64(elapsed) / float64(i+1) * float64(steps-i-1))
+			hooks.Progress(Progress{Step: i + 1, Steps: steps, Elapsed: elapsed, ETA: eta})
+		}
+	}
+	t.Denoise = time.Since(start)
+	return latents, nil
+}
+
+func finite(v []float32) bool {
+	for _, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// toImage converts [1, H, W, 3] values in [0, 1] to 8-bit pixels, rounding
+// half to even as numpy does.
+func toImage(t *tensor.Tensor) *image.NRGBA {
+	h, w, c := t.Shape[1], t.Shape[2], t.Shape[3]
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			px := t.Data[(y*w+x)*c:]
+			o := img.PixOffset(x, y)
+			for k := range 3 {
+				v := px[min(k, c-1)]
+				img.Pix[o+k] = uint8(math.RoundToEven(float64(v * 255)))
+			}
+			img.Pix[o+3] = 255
+		}
+	}
+	return img
+}
