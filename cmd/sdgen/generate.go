@@ -156,7 +156,9 @@ func runGenerate(e *env, args []string) (err error) {
 		fmt.Fprint(fs.Output(), "Every flag can also be set by the environment variable shown; the command line wins.\n\n")
 		fmt.Fprint(fs.Output(), exitCodesHelp)
 	}
-	res := generateResult{}
+	// The GPU the kubelet gave this container, recorded whatever the device, so that anyone can
+	// check the image ran on the GPU the controller chose.
+	res := generateResult{Result: podcontract.Result{GPUUUID: os.Getenv("SDFLEET_GPU_UUID")}}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("internal error: %v\n%s", p, debug.Stack())

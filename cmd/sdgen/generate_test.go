@@ -196,6 +196,9 @@ func TestGenerateEnvironmentVariables(t *testing.T) {
 	if !strings.Contains(g.stderr, "running on the CPU") || !strings.Contains(g.stderr, "GPU-1234") {
 		t.Errorf("no CPU fallback line naming the GPU in %q", g.stderr)
 	}
+	if g.result.GPUUUID != "GPU-1234" {
+		t.Errorf("result names GPU %q, want the pod's GPU-1234", g.result.GPUUUID)
+	}
 }
 
 func TestGenerateExitCodes(t *testing.T) {
