@@ -5,6 +5,7 @@ SHELL := /usr/bin/env bash -o pipefail
 
 KUBE_VERSION ?= v1.37.2
 ETCD_VERSION ?= v3.6.8
+HELM_VERSION ?= v3.22.0
 ASSETS_DIR   ?= $(CURDIR)/bin/k8s/$(KUBE_VERSION)
 export KUBEBUILDER_ASSETS := $(ASSETS_DIR)
 
@@ -33,6 +34,7 @@ manifests: ## Generate CRDs and RBAC roles from the code's markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./controllers/... output:rbac:artifacts:config=config/rbac
 	@if ls deviceplugin/*/rbac.go >/dev/null 2>&1 || grep -rqs '+kubebuilder:rbac' deviceplugin; then \
 	  $(CONTROLLER_GEN) rbac:roleName=deviceplugin-role paths=./deviceplugin/... output:rbac:artifacts:config=config/rbac/deviceplugin; fi
+	charts/sync-generated.sh
 
 .PHONY: verify
 verify: ## Fail when generated files are stale or code is not gofmt'ed.
@@ -53,6 +55,10 @@ lint: ## Run staticcheck (the end-to-end suite included).
 .PHONY: control-plane
 control-plane: ## Build kube-apiserver and etcd from source into bin/k8s/<version> (cached).
 	KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) ASSETS_DIR=$(ASSETS_DIR) hack/build-control-plane.sh kube-apiserver etcd
+
+.PHONY: helm
+helm: ## Build helm from source into bin/helm/<version> (cached).
+	HELM_VERSION=$(HELM_VERSION) hack/build-helm.sh
 
 .PHONY: build
 build: ## Build the binaries into bin/.
@@ -84,7 +90,7 @@ cluster-down: ## Stop the local cluster and leave the host as it was.
 ##@ Test
 
 .PHONY: test
-test: verify vet lint control-plane ## Run every check and test (what CI runs).
+test: verify vet lint control-plane helm ## Run every check and test (what CI runs).
 	$(GO) test $(GO_TEST_FLAGS) ./...
 	$(GO) test $(GO_TEST_FLAGS) -race ./inference/backend/cpu/workpool/ ./controllers/ledger/
 	$(GO) test $(GO_TEST_FLAGS) -tags sdfleet_purego ./inference/backend/...
@@ -95,5 +101,5 @@ test-e2e: control-plane ## Run the end-to-end suite on a local cluster (root; ha
 	$(GO) test -tags e2e -count=1 -timeout 40m ./test/e2e/ -ginkgo.v
 
 .PHONY: test-unit
-test-unit: control-plane ## Run the Go tests only.
+test-unit: control-plane helm ## Run the Go tests only.
 	$(GO) test $(GO_TEST_FLAGS) ./...

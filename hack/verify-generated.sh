@@ -4,7 +4,7 @@
 # changes alike: it compares the files before and after regeneration, not against git.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-generated=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac inference/backend/cpu/gemm/kernel_amd64.s)
+generated=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac charts/sdfleet/files inference/backend/cpu/gemm/kernel_amd64.s)
 snapshot() { { find "${generated[@]}" -type f 2>/dev/null || true; } | LC_ALL=C sort | xargs -r sha256sum; }
 before=$(snapshot)
 make --no-print-directory generate manifests >/dev/null

@@ -17,8 +17,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -36,7 +36,9 @@ func newNamespace() string {
 }
 
 // jobWrapper builds the jobs of the suite: MakeJob("a", ns).Images(4).Obj().
-type jobWrapper struct{ sdfleetv1alpha1.ImageGenerationJob }
+type jobWrapper struct {
+	sdfleetv1alpha1.ImageGenerationJob
+}
 
 func MakeJob(name, ns string) *jobWrapper {
 	return &jobWrapper{sdfleetv1alpha1.ImageGenerationJob{
@@ -61,7 +63,9 @@ func (w *jobWrapper) ModelPath(p string) *jobWrapper {
 	w.Spec.Model = sdfleetv1alpha1.StorageLocation{HostPath: &sdfleetv1alpha1.HostPathLocation{Path: p}}
 	return w
 }
-func (w *jobWrapper) Obj() *sdfleetv1alpha1.ImageGenerationJob { return w.ImageGenerationJob.DeepCopy() }
+func (w *jobWrapper) Obj() *sdfleetv1alpha1.ImageGenerationJob {
+	return w.ImageGenerationJob.DeepCopy()
+}
 
 // setLoads sets the memory load, in percent, of every simulated GPU through the node agent's
 // simulator endpoint, and waits until the GPUNode shows it.

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Copies what `make manifests` generates from the code's markers into the Helm chart, which
+# renders it from there: the CRDs (config/crd/bases) and the ClusterRoles of the operator
+# (config/rbac/role.yaml) and the node agent (config/rbac/deviceplugin/role.yaml). The chart's
+# copies are never edited by hand; test/packaging fails when they differ from config/.
+#
+#   charts/sync-generated.sh
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CHART=$ROOT/charts/sdfleet
+
+copy() {
+  local from=$1 to=$2
+  if [ ! -f "$from" ]; then
+    echo "sync-generated: $from is missing; run \`make manifests\` first" >&2
+    exit 1
+  fi
+  cp "$from" "$to"
+}
+
+mkdir -p "$CHART/files/crds" "$CHART/files/rbac"
+# Remove CRDs the API no longer has before copying the current ones.
+rm -f "$CHART"/files/crds/*.yaml
+for crd in "$ROOT"/config/crd/bases/*.yaml; do
+  copy "$crd" "$CHART/files/crds/$(basename "$crd")"
+done
+copy "$ROOT/config/rbac/role.yaml" "$CHART/files/rbac/manager-role.yaml"
+copy "$ROOT/config/rbac/deviceplugin/role.yaml" "$CHART/files/rbac/deviceplugin-role.yaml"
