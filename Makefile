@@ -76,7 +76,15 @@ build: ## Build the binaries into bin/.
 images: build ## Pack the binaries into OCI image archives in bin/images (for the local cluster).
 	hack/build-images.sh
 
-##@ Local cluster
+##@ Demo and local cluster
+
+.PHONY: demo
+demo: ## Run sdfleet end to end on this machine: local cluster, 4 simulated GPUs, an 8-image job.
+	hack/demo.sh
+
+.PHONY: demo-down
+demo-down: ## Stop the demo's cluster and leave the host as it was.
+	hack/cluster/down.sh
 
 .PHONY: cluster-up
 cluster-up: ## Start a real single-node Kubernetes on this machine (prints its KUBECONFIG).

@@ -267,12 +267,19 @@ func (r *ImageGenerationJobReconciler) candidateGPUs(ctx context.Context, job *s
 		if gn.Status.LastHeartbeatTime != nil {
 			heartbeat = gn.Status.LastHeartbeatTime.Time
 		}
+		// An agent that says how often it writes when nothing changes is silent only after
+		// three of those intervals; otherwise placement's sampling interval applies.
+		var staleAfter time.Duration
+		if hb := gn.Status.HeartbeatIntervalSeconds; hb > 0 {
+			staleAfter = 3 * time.Duration(hb) * time.Second
+		}
 		for _, g := range gn.Status.GPUs {
 			gpus = append(gpus, placement.GPU{
 				Node: name, Index: g.Index, UUID: g.UUID,
 				MemoryUsedBytes: g.MemoryUsedBytes, MemoryTotalBytes: g.MemoryTotalBytes,
 				UtilizationPercent: g.UtilizationPercent, TemperatureCelsius: g.TemperatureCelsius,
-				Healthy: g.Health == sdfleetv1alpha1.GPUHealthy, Heartbeat: heartbeat, Slots: g.Slots,
+				Healthy: g.Health == sdfleetv1alpha1.GPUHealthy, Heartbeat: heartbeat, StaleAfter: staleAfter,
+				Slots: g.Slots,
 			})
 		}
 	}

@@ -103,7 +103,7 @@ type GPUNodeStatus struct {
 	MemoryUsedPercent int32 `json:"memoryUsedPercent,omitempty"`
 
 	// lastHeartbeatTime is when the agent last published. A GPUNode whose heartbeat is older
-	// than a few sampling intervals is treated as fully loaded.
+	// than three heartbeat intervals is treated as fully loaded.
 	// +optional
 	LastHeartbeatTime *metav1.Time `json:"lastHeartbeatTime,omitempty"`
 
@@ -111,6 +111,13 @@ type GPUNodeStatus struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	SampleIntervalSeconds int32 `json:"sampleIntervalSeconds,omitempty"`
+
+	// heartbeatIntervalSeconds is the longest time between two writes of this status when
+	// nothing changes. A GPUNode whose heartbeat is older than three of these intervals is
+	// silent: its GPUs are treated as fully loaded.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	HeartbeatIntervalSeconds int32 `json:"heartbeatIntervalSeconds,omitempty"`
 
 	// simulated is true when the GPUs are simulated (demo and CI clusters without GPUs).
 	// +optional

@@ -142,6 +142,10 @@ func TestUnusableGPUsAreNeverChosen(t *testing.T) {
 		{"query failed", func(g *GPU) { g.Healthy = false }},
 		{"silent for over 3 intervals", func(g *GPU) { g.Heartbeat = now.Add(-3*time.Second - time.Millisecond) }},
 		{"never reported", func(g *GPU) { g.Heartbeat = time.Time{} }},
+		{"silent past its own heartbeat window", func(g *GPU) {
+			g.StaleAfter = 30 * time.Second
+			g.Heartbeat = now.Add(-31 * time.Second)
+		}},
 		{"no memory total", func(g *GPU) { g.MemoryTotalBytes = 0 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -167,6 +171,20 @@ func TestHeartbeatExactlyThreeIntervalsOldIsStillFresh(t *testing.T) {
 	}
 	if ds[0].GPU.UUID != "GPU-00" {
 		t.Errorf("chose %s, want GPU-00 (heartbeat 3 intervals old is not stale)", ds[0].GPU.UUID)
+	}
+}
+
+// A GPU whose agent writes only on change and every 10 s is fresh for 30 s, not 3 samples.
+func TestStaleAfterOverridesTheSampleInterval(t *testing.T) {
+	gpus := []GPU{gpu(0, 0), gpu(1, 0.5)}
+	gpus[0].Heartbeat = now.Add(-20 * time.Second)
+	gpus[0].StaleAfter = 30 * time.Second
+	ds, err := New(Config{}).Place(Snapshot{GPUs: gpus, Now: now}, Request{Images: 1, MemoryPerImage: gib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds[0].GPU.UUID != "GPU-00" {
+		t.Errorf("chose %s, want GPU-00 (its heartbeat is within its own 30 s window)", ds[0].GPU.UUID)
 	}
 }
 

@@ -229,7 +229,9 @@ func (e *Engine) prepare(snap Snapshot, req Request, policy sdfleetv1alpha1.Plac
 		switch {
 		case !g.Healthy:
 			s.why = whyUnhealthy
-		case silent(g.Heartbeat, staleSec, staleNsec):
+		case g.StaleAfter > 0 && g.Heartbeat.Before(snap.Now.Add(-g.StaleAfter)):
+			s.why = whySilent
+		case g.StaleAfter <= 0 && silent(g.Heartbeat, staleSec, staleNsec):
 			s.why = whySilent
 		case g.MemoryTotalBytes <= 0 || g.MemoryUsedBytes < 0:
 			s.why = whyNoFigures

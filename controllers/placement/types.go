@@ -24,6 +24,10 @@ type GPU struct {
 	Healthy bool
 	// Heartbeat is when the GPU's figures were last published.
 	Heartbeat time.Time
+	// StaleAfter is how old Heartbeat may be before the GPU counts as silent (fully loaded,
+	// never chosen). Zero means three of Config.SampleInterval. Agents that publish only on
+	// change plus a periodic heartbeat set it from that heartbeat's interval.
+	StaleAfter time.Duration
 	// Slots is how many images may run on the GPU at once (0 or less: no slot limit);
 	// SlotsInUse how many hold one now. SlotsInUse counts every image the caller has placed on
 	// the GPU, reserved or running: reservations do not add to it.

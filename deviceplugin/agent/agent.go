@@ -219,11 +219,12 @@ func (a *Agent) transition(t *health.Transition) bool {
 // status builds the GPUNode status from the last good samples and current health.
 func (a *Agent) status() sdfleetv1alpha1.GPUNodeStatus {
 	st := sdfleetv1alpha1.GPUNodeStatus{
-		GPUs:                  make([]sdfleetv1alpha1.GPUStatus, 0, len(a.devices)),
-		GPUCount:              int32(len(a.devices)),
-		SampleIntervalSeconds: int32(max(1, math.Ceil(a.cfg.SampleInterval.Seconds()))),
-		Simulated:             a.source.Simulated(),
-		AgentVersion:          a.version,
+		GPUs:                     make([]sdfleetv1alpha1.GPUStatus, 0, len(a.devices)),
+		GPUCount:                 int32(len(a.devices)),
+		SampleIntervalSeconds:    int32(max(1, math.Ceil(a.cfg.SampleInterval.Seconds()))),
+		HeartbeatIntervalSeconds: int32(max(1, math.Ceil(a.cfg.HeartbeatInterval.Seconds()))),
+		Simulated:                a.source.Simulated(),
+		AgentVersion:             a.version,
 	}
 	var used, total float64
 	for pos, d := range a.devices {

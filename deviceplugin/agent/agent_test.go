@@ -149,6 +149,8 @@ var _ = Describe("Node agent with simulated GPUs", func() {
 		Expect(st.Simulated).To(BeTrue())
 		Expect(st.AgentVersion).To(Equal("test-version"))
 		Expect(st.SampleIntervalSeconds).To(Equal(int32(1)))
+		// The controller judges silence by the heartbeat interval the agent states.
+		Expect(st.HeartbeatIntervalSeconds).To(BeNumerically(">=", st.SampleIntervalSeconds))
 		Expect(st.LastHeartbeatTime).NotTo(BeNil())
 		Expect(time.Since(st.LastHeartbeatTime.Time)).To(BeNumerically("<", time.Minute))
 		l40s := int64(46068) << 20

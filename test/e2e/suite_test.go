@@ -31,7 +31,7 @@ const (
 	// gpus is how many simulated GPUs the node agent serves.
 	gpus = 4
 	// agentPort is the node agent's probe port, where the simulator's control endpoint is
-	// (the agent runs on the host network of the local cluster).
+	// (the agent runs on the host network of the local cluster; hack/cluster/sdfleet-values.yaml).
 	agentPort = 18081
 )
 
@@ -100,10 +100,10 @@ var _ = BeforeSuite(func() {
 	run("bin/sdgen", "testmodel", "--size", "tiny", "--layout", "diffusers", "--out", modelDir)
 
 	By("installing sdfleet with four simulated GPUs")
-	values := filepath.Join(work, "values.yaml")
-	Expect(os.WriteFile(values, []byte(helmValues), 0o644)).To(Succeed())
+	scenario := filepath.Join(work, "gpus.yaml")
+	Expect(os.WriteFile(scenario, []byte(scenarioValues), 0o644)).To(Succeed())
 	run(helm, "install", "sdfleet", "charts/sdfleet", "--namespace", releaseNamespace, "--create-namespace",
-		"--values", values, "--wait", "--timeout", "3m")
+		"--values", "hack/cluster/sdfleet-values.yaml", "--values", scenario, "--wait", "--timeout", "3m")
 
 	By("waiting for the kubelet to advertise every GPU and the agent to publish them")
 	Eventually(func(g Gomega) {
@@ -120,36 +120,13 @@ var _ = BeforeSuite(func() {
 	}).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Succeed())
 })
 
-// helmValues installs the images `make images` built and four idle simulated GPUs. The local
-// cluster has no pod network and no kube-proxy: sdfleet's pods run on the host network and
-// reach the API server on its loopback address.
-var helmValues = fmt.Sprintf(`
-manager:
-  image: {repository: ghcr.io/sdfleet/manager, tag: dev, pullPolicy: Never}
-  defaultInferenceImage: ghcr.io/sdfleet/sdgen:dev
-  leaderElection: false
-  hostNetwork: true
-  metricsPort: 18090
-  healthPort: 18091
-  extraEnv:
-    - {name: KUBERNETES_SERVICE_HOST, value: 127.0.0.1}
-    - {name: KUBERNETES_SERVICE_PORT, value: "16443"}
-  extraArgs: ["--pod-event-batch-period=200ms"]
-devicePlugin:
-  image: {repository: ghcr.io/sdfleet/deviceplugin, tag: dev, pullPolicy: Never}
-  hostNetwork: true
-  metricsPort: 18082
-  healthPort: %d
-  extraEnv:
-    - {name: KUBERNETES_SERVICE_HOST, value: 127.0.0.1}
-    - {name: KUBERNETES_SERVICE_PORT, value: "16443"}
-  extraArgs: ["--health-recovery-quiet-period=5s", "--health-recovery-probes=2"]
+// scenarioValues are four idle simulated GPUs, on top of hack/cluster/sdfleet-values.yaml.
+const scenarioValues = `
 simulate:
-  enabled: true
   scenario:
     gpus:
       - {product: NVIDIA H100 80GB HBM3, memoryMiB: 81920, memoryUsedPercent: 0}
       - {product: NVIDIA H100 80GB HBM3, memoryMiB: 81920, memoryUsedPercent: 0}
       - {product: NVIDIA H100 80GB HBM3, memoryMiB: 81920, memoryUsedPercent: 0}
       - {product: NVIDIA H100 80GB HBM3, memoryMiB: 81920, memoryUsedPercent: 0}
-`, agentPort)
+`
