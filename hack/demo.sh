@@ -50,6 +50,10 @@ simulate:
 YAML
 "$HELM" upgrade --install sdfleet charts/sdfleet --namespace sdfleet-system --create-namespace \
   --values hack/cluster/sdfleet-values.yaml --values "$DEMO/gpus.yaml" --wait --timeout 3m >/dev/null
+# Images keep their tag across rebuilds: restart the workloads so that they run the new build.
+"$KUBECTL" rollout restart -n sdfleet-system deployment/sdfleet-manager daemonset/sdfleet-deviceplugin >/dev/null
+"$KUBECTL" rollout status -n sdfleet-system deployment/sdfleet-manager --timeout=3m >/dev/null
+"$KUBECTL" rollout status -n sdfleet-system daemonset/sdfleet-deviceplugin --timeout=3m >/dev/null
 for _ in $(seq 120); do
   [ "$("$KUBECTL" get gpunode "$NODE" -o jsonpath='{.status.gpuCount}' 2>/dev/null)" = 4 ] && break
   sleep 1
