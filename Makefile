@@ -98,15 +98,16 @@ cluster-down: ## Stop the local cluster and leave the host as it was.
 ##@ Test
 
 .PHONY: test
-test: verify vet lint control-plane helm ## Run every check and test (what CI runs).
+test: verify vet lint control-plane helm ## Run every check and test (what CI runs), the end-to-end suite included.
 	$(GO) test $(GO_TEST_FLAGS) ./...
 	$(GO) test $(GO_TEST_FLAGS) -race ./inference/backend/cpu/workpool/ ./controllers/ledger/
 	$(GO) test $(GO_TEST_FLAGS) -tags sdfleet_purego ./inference/backend/...
+	$(MAKE) --no-print-directory test-e2e
 
 .PHONY: test-e2e
 test-e2e: control-plane ## Run the end-to-end suite on a local cluster (root; hack/install-prerequisites.sh --cluster).
 	hack/install-prerequisites.sh --cluster
-	$(GO) test -tags e2e -count=1 -timeout 40m ./test/e2e/ -ginkgo.v
+	$(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/
 
 .PHONY: test-unit
 test-unit: control-plane helm ## Run the Go tests only.
