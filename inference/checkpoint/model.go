@@ -85,6 +85,28 @@ func (m *Model) Close() error {
 	return errors.Join(errs...)
 }
 
+// DropResidentPages takes every file's pages out of the process's resident memory, for
+// example after a network's weights have been packed by a backend, so that the stored copy and
+// the packed copy are not both counted. Tensors stay readable: their pages fault in again.
+func (m *Model) DropResidentPages() error {
+	var errs []error
+	for _, f := range m.files {
+		errs = append(errs, f.DropResidentPages())
+	}
+	return errors.Join(errs...)
+}
+
+// DropPagesOf takes the pages under b (a tensor's stored bytes) out of resident memory once a
+// backend has converted them; bytes that are not in a mapped file (transposed copies) are
+// left alone. The tensor stays readable.
+func (m *Model) DropPagesOf(b []byte) error {
+	var errs []error
+	for _, f := range m.files {
+		errs = append(errs, f.DropPagesOf(b))
+	}
+	return errors.Join(errs...)
+}
+
 // Components lists the networks present, in a fixed order.
 func (m *Model) Components() []Component {
 	var out []Component

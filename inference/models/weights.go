@@ -59,6 +59,15 @@ func (s checkpointSource) Raw(name string) (tensor.Raw, error) {
 	return tensor.Raw{DType: dt, Shape: shape, Data: t.Bytes()}, nil
 }
 
+// DropStored implements storedDropper: the tensor's mapped pages leave resident memory once
+// the backend has packed its own copy, so that loading a network does not hold both.
+func (s checkpointSource) DropStored(r tensor.Raw) { _ = s.model.DropPagesOf(r.Data) }
+
+// storedDropper is a Source that can release a tensor's stored bytes after they are loaded.
+type storedDropper interface {
+	DropStored(tensor.Raw)
+}
+
 // MapSource is a Source over in-memory tensors, for tests.
 type MapSource map[string]tensor.Raw
 
@@ -101,6 +110,13 @@ func (st *loaderState) loaded(n int64) {
 	if st.sinceGC >= gcEvery {
 		st.sinceGC = 0
 		runtime.GC()
+	}
+}
+
+// dropStored releases a loaded weight's stored bytes when the source can.
+func (st *loaderState) dropStored(r tensor.Raw) {
+	if d, ok := st.source.(storedDropper); ok {
+		d.DropStored(r)
 	}
 }
 
@@ -203,6 +219,7 @@ func (s *Loader) Linear(name string, out, in int, bias bool) backend.Linear {
 		b = &r
 	}
 	l, err := s.st.backend.LoadLinear(w, b)
+	s.st.dropStored(w)
 	if err != nil {
 		s.fail(name, err)
 		return nil
@@ -226,6 +243,7 @@ func (s *Loader) Conv(name string, out, in, k, stride int) backend.Conv2D {
 		return nil
 	}
 	c, err := s.st.backend.LoadConv2D(w, &b, stride)
+	s.st.dropStored(w)
 	if err != nil {
 		s.fail(name, err)
 		return nil

@@ -198,6 +198,7 @@ func (p *Pipeline) textEncoder() (*clip.Model, error) {
 			return nil, p.modelErr(err)
 		}
 		p.text = m
+		p.dropStoredWeights()
 		p.load += time.Since(start)
 		p.log.V(1).Info("text encoder loaded", "seconds", time.Since(start).Seconds(), "bytes", m.PackedBytes())
 	}
@@ -212,6 +213,7 @@ func (p *Pipeline) unet() (*unet.Model, error) {
 			return nil, p.modelErr(err)
 		}
 		p.denoise = m
+		p.dropStoredWeights()
 		p.load += time.Since(start)
 		p.log.V(1).Info("unet loaded", "seconds", time.Since(start).Seconds(), "bytes", m.PackedBytes())
 	}
@@ -226,10 +228,20 @@ func (p *Pipeline) vae() (*vae.Decoder, error) {
 			return nil, p.modelErr(err)
 		}
 		p.decoder = m
+		p.dropStoredWeights()
 		p.load += time.Since(start)
 		p.log.V(1).Info("vae decoder loaded", "seconds", time.Since(start).Seconds(), "bytes", m.PackedBytes())
 	}
 	return p.decoder, nil
+}
+
+// dropStoredWeights takes the checkpoint's mapped pages out of resident memory once a network
+// is packed: otherwise the stored fp16 copy of the UNet stays resident beside its packed
+// float32 copy for the whole denoising loop.
+func (p *Pipeline) dropStoredWeights() {
+	if err := p.model.DropResidentPages(); err != nil {
+		p.log.V(1).Info("could not drop the checkpoint's resident pages", "error", err.Error())
+	}
 }
 
 // release drops a network unless models are kept, and returns the memory

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"unsafe"
 )
 
 // File is an open, validated safetensors file. Its tensors' bytes alias a
@@ -81,6 +82,43 @@ func (f *File) Close() error {
 	f.unmap = nil
 	if err := u(); err != nil {
 		return fileErr(f.path, "unmapping failed: %v", err)
+	}
+	return nil
+}
+
+// DropResidentPages takes the file's pages out of the process's resident memory once their
+// contents have been converted elsewhere (weights packed by a backend). The mapping stays
+// valid: a later read of a tensor faults its pages in again.
+func (f *File) DropResidentPages() error {
+	if f.closed {
+		return fileErr(f.path, "file is closed")
+	}
+	if err := dropPages(f.data); err != nil {
+		return fileErr(f.path, "dropping resident pages failed: %v", err)
+	}
+	return nil
+}
+
+// DropPagesOf takes the whole pages under b out of resident memory when b lies inside this
+// file's mapping (a tensor's bytes, once a backend has converted them), and does nothing
+// otherwise: only file-backed pages may be dropped, never memory of the Go heap.
+func (f *File) DropPagesOf(b []byte) error {
+	if f.closed || len(b) == 0 || len(f.data) == 0 {
+		return nil
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(f.data)))
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	if start < base || start+uintptr(len(b)) > base+uintptr(len(f.data)) {
+		return nil
+	}
+	page := uintptr(os.Getpagesize())
+	lo := (start - base + page - 1) / page * page
+	hi := (start - base + uintptr(len(b))) / page * page
+	if hi <= lo {
+		return nil
+	}
+	if err := dropPages(f.data[lo:hi]); err != nil {
+		return fileErr(f.path, "dropping resident pages failed: %v", err)
 	}
 	return nil
 }

@@ -19,3 +19,12 @@ func mapFile(f *os.File, size int64) ([]byte, func() error, error) {
 	}
 	return data, func() error { return syscall.Munmap(data) }, nil
 }
+
+// dropPages takes the mapping's resident pages out of the process: they are file-backed and
+// unmodified, so a later read faults them in again from the file (or the page cache).
+func dropPages(data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	return syscall.Madvise(data, syscall.MADV_DONTNEED)
+}

@@ -88,6 +88,22 @@ func TestRoundTrip(t *testing.T) {
 	if !ok || !reflect.DeepEqual(view, a) {
 		t.Errorf("Float32View = %v, %v; want %v, true", view, ok, a)
 	}
+	// Dropping the resident pages keeps every tensor readable with the same contents.
+	if err := f.DropResidentPages(); err != nil {
+		t.Fatal(err)
+	}
+	if view, _ := tn.Float32View(); !reflect.DeepEqual(view, a) {
+		t.Errorf("after DropResidentPages, Float32View = %v; want %v", view, a)
+	}
+	// Dropping a tensor's pages keeps it readable, and bytes outside the mapping (the Go heap)
+	// are never touched.
+	heap := append([]byte(nil), tn.Data...)
+	if err := f.DropPagesOf(tn.Data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.DropPagesOf(heap); err != nil || !reflect.DeepEqual(heap, tn.Data) {
+		t.Errorf("DropPagesOf on a heap copy: err %v, copy changed: %v", err, !reflect.DeepEqual(heap, tn.Data))
+	}
 	cnt, _ := f.Tensor("count")
 	if _, err := cnt.Float32(); err == nil || !strings.Contains(err.Error(), "I32") || !strings.Contains(err.Error(), `"count"`) {
 		t.Errorf("converting I32 tensor: err = %v, want an error naming the dtype and tensor", err)
