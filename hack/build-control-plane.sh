@@ -111,7 +111,7 @@ for c in "${components[@]}"; do
 done
 
 if [ ${#kube[@]} -gt 0 ]; then
-  log "building ${kube[*]} $KUBE_VERSION from source (kube-apiserver takes about 12 minutes on 2 cores the first time)"
+  log "building ${kube[*]} $KUBE_VERSION from source (kube-apiserver takes about 8 minutes on 2 cores the first time)"
   dir=$(staging_module)
   pkgs=()
   for c in "${kube[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
