@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
 	"github.com/sdfleet/sdfleet/test/envtest"
@@ -77,6 +78,7 @@ func runErr(name string, args ...string) (string, error) {
 }
 
 var _ = BeforeSuite(func() {
+	ctrllog.SetLogger(GinkgoLogr)
 	Expect(os.Geteuid()).To(Equal(0), "the end-to-end suite starts containerd and a kubelet: run it as root")
 	By("building the binaries, their images and helm")
 	run("make", "--no-print-directory", "images")
