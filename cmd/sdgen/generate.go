@@ -171,7 +171,7 @@ func runGenerate(e *env, args []string) (err error) {
 			res.Error = podcontract.Truncate(err.Error(), podcontract.MaxMessageLength)
 		}
 		res.DurationMilliseconds = time.Since(start).Milliseconds()
-		res.PeakMemoryBytes = peakRSS()
+		res.PeakMemoryBytes = pipeline.PeakRSS()
 		if g.resultFile != "" && !errors.Is(err, flag.ErrHelp) {
 			if werr := writeResult(g.resultFile, res); werr != nil {
 				e.log.Error(werr, "could not write the result file", "path", g.resultFile)
@@ -325,24 +325,6 @@ func writeResult(path string, res generateResult) error {
 		return os.WriteFile(path, data, 0o644)
 	}
 	return pipeline.WriteFileAtomic(path, data)
-}
-
-// peakRSS is the process's peak resident memory (VmHWM) in bytes, 0 where
-// /proc is unavailable.
-func peakRSS() int64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil {
-				return kb * 1024
-			}
-		}
-	}
-	return 0
 }
 
 // memoryLimit is the container's memory limit from cgroup v2 or v1, 0 when

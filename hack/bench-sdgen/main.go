@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
-	"strings"
 	"syscall"
 	"time"
 
@@ -189,7 +188,7 @@ func phases(b *cpu.Backend, path string, size int) error {
 	}); err != nil {
 		return err
 	}
-	fmt.Printf("%-34s %8.2f GiB\n", "peak RSS, all networks loaded", float64(peakRSS())/(1<<30))
+	fmt.Printf("%-34s %8.2f GiB\n", "peak RSS, all networks loaded", float64(pipeline.PeakRSS())/(1<<30))
 	return nil
 }
 
@@ -214,26 +213,10 @@ func whole(b *cpu.Backend, name, path string, size, steps int) error {
 	t := out.Timings
 	fmt.Printf("%s model, %d steps: total %.2fs wall, %.2fs cpu (load %.2fs, encode %.2fs, denoise %.2fs = %.2fs/step, decode %.2fs), peak RSS %.2f GiB\n",
 		name, steps, time.Since(start).Seconds(), (cpuTime() - cpu0).Seconds(), t.Load.Seconds(), t.Encode.Seconds(), t.Denoise.Seconds(),
-		t.Denoise.Seconds()/float64(steps), t.Decode.Seconds(), float64(peakRSS())/(1<<30))
+		t.Denoise.Seconds()/float64(steps), t.Decode.Seconds(), float64(pipeline.PeakRSS())/(1<<30))
 	return nil
 }
 
 // resetPeak resets the kernel's peak RSS counter (VmHWM) so the next phase
 // is measured on its own; it does nothing where /proc does not allow it.
 func resetPeak() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
-
-func peakRSS() int64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil {
-				return kb * 1024
-			}
-		}
-	}
-	return 0
-}
