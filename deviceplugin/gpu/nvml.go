@@ -28,6 +28,9 @@ type NVMLOptions struct {
 	Visible []string
 	// Simulated marks the library as go-nvml's mock (see package simulator).
 	Simulated bool
+	// VendorOf names the vendor of the GPU at an NVML index; nil means NVIDIA. The simulator
+	// uses it for its AMD product family.
+	VendorOf func(index int) Vendor
 	// EventWait bounds one NVML event wait, which is how fast WatchEvents notices its context
 	// ending. Zero means one second.
 	EventWait time.Duration
@@ -40,6 +43,7 @@ type NVML struct {
 	devices   []nvml.Device
 	infos     []Info
 	simulated bool
+	vendorOf  func(int) Vendor
 	eventWait time.Duration
 	log       logr.Logger
 	// noMemoryV2 remembers, per device, that GetMemoryInfo_v2 is unsupported so that it is not
@@ -59,7 +63,7 @@ func OpenNVML(lib nvml.Interface, opts NVMLOptions) (*NVML, error) {
 		}
 		return nil, fmt.Errorf("initialise NVML: %w", ret)
 	}
-	a := &NVML{lib: lib, simulated: opts.Simulated, eventWait: opts.EventWait, log: opts.Log}
+	a := &NVML{lib: lib, simulated: opts.Simulated, vendorOf: opts.VendorOf, eventWait: opts.EventWait, log: opts.Log}
 	if a.eventWait <= 0 {
 		a.eventWait = time.Second
 	}
@@ -101,7 +105,10 @@ func (a *NVML) enumerate(visible []string) error {
 		if ret != nvml.SUCCESS && ret != nvml.ERROR_NOT_SUPPORTED {
 			return fmt.Errorf("get product name of GPU %d: %w", i, ret)
 		}
-		info := Info{Index: i, UUID: uuid, Product: name}
+		info := Info{Index: i, UUID: uuid, Vendor: VendorNVIDIA, Product: name}
+		if a.vendorOf != nil {
+			info.Vendor = a.vendorOf(i)
+		}
 		a.devices = append(a.devices, dev)
 		a.noMemoryV2 = append(a.noMemoryV2, false)
 		_, total, err := a.memory(len(a.devices) - 1)
@@ -156,7 +163,7 @@ func (a *NVML) Sample() []Sample {
 		s := Sample{Index: a.infos[pos].Index}
 		used, total, err := a.memory(pos)
 		if err != nil {
-			s.Err = err
+			s.Err = queryFailed(err)
 			out[pos] = s
 			continue
 		}
@@ -164,22 +171,25 @@ func (a *NVML) Sample() []Sample {
 		if u, ret := dev.GetUtilizationRates(); ret == nvml.SUCCESS {
 			s.UtilizationPercent = min(u.Gpu, 100)
 		} else if ret != nvml.ERROR_NOT_SUPPORTED {
-			s.Err = fmt.Errorf("GetUtilizationRates: %w", ret)
+			s.Err = queryFailed(fmt.Errorf("GetUtilizationRates: %w", ret))
 		}
 		if t, ret := dev.GetTemperature(nvml.TEMPERATURE_GPU); ret == nvml.SUCCESS {
 			s.TemperatureCelsius = t
 		} else if ret != nvml.ERROR_NOT_SUPPORTED && s.Err == nil {
-			s.Err = fmt.Errorf("GetTemperature: %w", ret)
+			s.Err = queryFailed(fmt.Errorf("GetTemperature: %w", ret))
 		}
 		if p, ret := dev.GetPowerUsage(); ret == nvml.SUCCESS {
 			s.PowerMilliwatts = p
 		} else if ret != nvml.ERROR_NOT_SUPPORTED && s.Err == nil {
-			s.Err = fmt.Errorf("GetPowerUsage: %w", ret)
+			s.Err = queryFailed(fmt.Errorf("GetPowerUsage: %w", ret))
 		}
 		out[pos] = s
 	}
 	return out
 }
+
+// queryFailed words a failed NVML query as the health reason it becomes.
+func queryFailed(err error) error { return fmt.Errorf("NVML query failed: %w", err) }
 
 // WatchEvents runs the single NVML event loop for all managed GPUs: Xid critical errors and
 // double-bit ECC errors. A GPU whose events cannot be registered is still sampled; only its

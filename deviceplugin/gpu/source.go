@@ -5,16 +5,33 @@ import (
 	"fmt"
 )
 
+// Vendor is who made a GPU, as the GPUNode status spells it.
+type Vendor string
+
+// Vendors of the GPUs the agent manages.
+const (
+	VendorNVIDIA Vendor = "NVIDIA"
+	VendorAMD    Vendor = "AMD"
+)
+
 // Info is what does not change while the agent runs: which GPU it is.
 type Info struct {
-	// Index is the GPU's index as NVML numbers it on this node.
+	// Index is the GPU's index on this node: NVML's numbering for NVIDIA GPUs, the order of PCI
+	// addresses for AMD GPUs, AMD after NVIDIA on a node with both.
 	Index int
-	// UUID is NVML's GPU-... identifier.
+	// UUID is the GPU-... identifier: NVML's, or for AMD GPUs the one ROCm shows.
 	UUID string
+	// Vendor is NVIDIA or AMD.
+	Vendor Vendor
 	// Product is the model name, for example "NVIDIA H100 80GB HBM3".
 	Product string
-	// MemoryTotalBytes is the GPU's memory as NVML reported it at start.
+	// MemoryTotalBytes is the GPU's memory as the driver reported it at start.
 	MemoryTotalBytes uint64
+	// PCIBusID is the GPU's PCI address in 0000:03:00.0 form, where the source knows it.
+	PCIBusID string
+	// RenderNode is the GPU's DRM render node on the host (/dev/dri/renderD128), which a
+	// container must be given to compute on an AMD GPU; empty for NVIDIA and simulated GPUs.
+	RenderNode string
 }
 
 // ResourceName is the extended resource that carries this GPU, for example sdfleet.io/gpu-2.
@@ -30,6 +47,7 @@ type Sample struct {
 	PowerMilliwatts    uint32
 	// Err is set when a query the agent relies on failed; the rest of the sample is then not to
 	// be trusted. Unsupported optional queries (temperature on some boards) are not errors.
+	// Its text is the health reason, so it names the source: "NVML query failed: ...".
 	Err error
 }
 
@@ -43,6 +61,9 @@ const (
 	EventDoubleBitECC
 	// EventLost means the GPU fell off the bus or the event loop lost it.
 	EventLost
+	// EventUncorrectableRAS is a rise of an AMD GPU's uncorrectable RAS error counter;
+	// Event.Detail names the block and the counts.
+	EventUncorrectableRAS
 )
 
 func (k EventKind) String() string {
@@ -53,6 +74,8 @@ func (k EventKind) String() string {
 		return "double-bit ECC error"
 	case EventLost:
 		return "GPU lost"
+	case EventUncorrectableRAS:
+		return "uncorrectable RAS errors"
 	default:
 		return fmt.Sprintf("event kind %d", int(k))
 	}
@@ -64,6 +87,8 @@ type Event struct {
 	Kind  EventKind
 	// XID is the Xid code when Kind is EventXID.
 	XID uint64
+	// Detail adds to the kind in the health reason, for example "umc 0 -> 2".
+	Detail string
 }
 
 // Source is where the agent's GPU facts come from.

@@ -93,7 +93,7 @@ func NewTracker(indexes []int, policy Policy, now func() time.Time) *Tracker {
 // Ignored says whether an Xid is on the ignore list.
 func (t *Tracker) Ignored(xid uint64) bool { return t.ignored[xid] }
 
-// Event records an NVML error event. It returns the transition it caused, if any; an ignored
+// Event records a GPU error event. It returns the transition it caused, if any; an ignored
 // Xid or an event for an unknown GPU causes none.
 func (t *Tracker) Event(ev gpu.Event) *Transition {
 	var reason string
@@ -106,6 +106,9 @@ func (t *Tracker) Event(ev gpu.Event) *Transition {
 	default:
 		reason = ev.Kind.String()
 	}
+	if ev.Detail != "" {
+		reason += ": " + ev.Detail
+	}
 	return t.fail(ev.Index, reason)
 }
 
@@ -113,7 +116,7 @@ func (t *Tracker) Event(ev gpu.Event) *Transition {
 // counts towards recovery.
 func (t *Tracker) Probe(index int, err error) *Transition {
 	if err != nil {
-		return t.fail(index, "NVML query failed: "+err.Error())
+		return t.fail(index, err.Error()) // the source words it: "NVML query failed: ..."
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -36,7 +36,10 @@ func TestTracker(t *testing.T) {
 			{event: xid(48)},
 		}},
 		{name: "failed probe marks unhealthy", steps: []step{
-			{probeOK: ok(false), want: "unhealthy:NVML query failed: boom"},
+			{probeOK: ok(false), want: "unhealthy:boom"},
+		}},
+		{name: "rising RAS counters mark unhealthy with the block", steps: []step{
+			{event: &gpu.Event{Index: 0, Kind: gpu.EventUncorrectableRAS, Detail: "umc 0 -> 2"}, want: "unhealthy:uncorrectable RAS errors: umc 0 -> 2"},
 		}},
 		{name: "recovery needs the quiet period and consecutive probes", steps: []step{
 			{event: xid(79), want: "unhealthy:XID 79"},
