@@ -11,8 +11,19 @@ type GPUHealth string
 const (
 	// GPUHealthy GPUs are advertised to the kubelet and may be chosen.
 	GPUHealthy GPUHealth = "Healthy"
-	// GPUUnhealthy GPUs (an XID error, ECC errors, failing NVML queries) are never chosen.
+	// GPUUnhealthy GPUs (an XID error, ECC or RAS errors, failing queries) are never chosen.
 	GPUUnhealthy GPUHealth = "Unhealthy"
+)
+
+// GPUVendor is who made a GPU.
+// +kubebuilder:validation:Enum=NVIDIA;AMD
+type GPUVendor string
+
+const (
+	// GPUVendorNVIDIA GPUs are read through NVML.
+	GPUVendorNVIDIA GPUVendor = "NVIDIA"
+	// GPUVendorAMD GPUs are read from the amdgpu driver's sysfs.
+	GPUVendorAMD GPUVendor = "AMD"
 )
 
 // ResourcePrefix starts the name of the extended resource that carries one physical GPU:
@@ -22,15 +33,20 @@ const ResourcePrefix = "sdfleet.io/gpu-"
 
 // GPUStatus is the live state of one GPU.
 type GPUStatus struct {
-	// index is the GPU's index on its node, as NVML numbers it.
+	// index is the GPU's index on its node: as NVML numbers it for NVIDIA GPUs, by PCI
+	// address for AMD GPUs, which follow the NVIDIA ones on a node with both.
 	// +kubebuilder:validation:Minimum=0
 	Index int32 `json:"index"`
 
-	// uuid is the GPU's UUID as NVML reports it (GPU-...). It is the UUID label of
-	// dcgm-exporter's metrics too.
+	// uuid is the GPU's UUID (GPU-...) as NVML reports it, or for AMD GPUs as ROCm shows it.
+	// It is the UUID label of dcgm-exporter's metrics too.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
 	UUID string `json:"uuid"`
+
+	// vendor is NVIDIA or AMD.
+	// +optional
+	Vendor GPUVendor `json:"vendor,omitempty"`
 
 	// productName is the GPU model, for example "NVIDIA H100 80GB HBM3".
 	// +optional
@@ -63,8 +79,8 @@ type GPUStatus struct {
 	// health is Healthy or Unhealthy.
 	Health GPUHealth `json:"health"`
 
-	// healthReason says why the GPU is unhealthy, for example "XID 79" or "NVML query failed:
-	// ...".
+	// healthReason says why the GPU is unhealthy, for example "XID 79", "NVML query failed:
+	// ..." or "uncorrectable RAS errors: umc 0 -> 2".
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
 	HealthReason string `json:"healthReason,omitempty"`

@@ -158,7 +158,7 @@ func runGenerate(e *env, args []string) (err error) {
 	}
 	// The GPU the kubelet gave this container, recorded whatever the device, so that anyone can
 	// check the image ran on the GPU the controller chose.
-	res := generateResult{Result: podcontract.Result{GPUUUID: os.Getenv("SDFLEET_GPU_UUID")}}
+	res := generateResult{Result: podcontract.Result{GPUUUID: os.Getenv(podcontract.EnvGPUUUID)}}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("internal error: %v\n%s", p, debug.Stack())
@@ -282,7 +282,7 @@ func resolveDevice(e *env, device string) (string, error) {
 	case podcontract.DeviceCPU:
 		return "cpu", nil
 	case podcontract.DeviceAuto:
-		gpu := os.Getenv("SDFLEET_GPU_UUID")
+		gpu := os.Getenv(podcontract.EnvGPUUUID)
 		if gpu == "" {
 			gpu = os.Getenv("NVIDIA_VISIBLE_DEVICES")
 		}

@@ -185,7 +185,7 @@ func TestGenerateEnvironmentVariables(t *testing.T) {
 	t.Setenv("SDFLEET_STEPS", "2")
 	t.Setenv("SDFLEET_WIDTH", "32")
 	t.Setenv("SDFLEET_HEIGHT", "40")
-	t.Setenv("SDFLEET_GPU_UUID", "GPU-1234")
+	t.Setenv(podcontract.EnvGPUUUID, "GPU-1234")
 	g := generate(t, "--steps", "1")
 	if g.code != 0 {
 		t.Fatalf("exit %d: %s", g.code, g.stderr)

@@ -74,8 +74,8 @@ type Result struct {
 	Error string `json:"error,omitempty"`
 }
 
-// MaxMessageLength bounds the messages taken from a termination message (the API's image
-// message field holds at most 1024 bytes).
+// MaxMessageLength bounds the messages the API's message fields hold: an image's message taken
+// from a termination message, a GPU's health reason (1024 bytes each).
 const MaxMessageLength = 1024
 
 // ParseResult reads a termination message. A JSON Result is returned as is; any other text

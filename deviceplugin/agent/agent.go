@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/controllers/podcontract"
 	"github.com/sdfleet/sdfleet/deviceplugin/config"
 	"github.com/sdfleet/sdfleet/deviceplugin/gpu"
 	"github.com/sdfleet/sdfleet/deviceplugin/health"
@@ -62,7 +63,8 @@ func New(cfg *config.Config, c client.Client, src gpu.Source, sim *simulator.Sim
 		resource := d.ResourceName(sdfleetv1alpha1.ResourcePrefix)
 		a.metrics.SetInfo(d, resource)
 		a.metrics.SetHealthy(d.Index, d.UUID, true)
-		plugGPUs = append(plugGPUs, kubelet.GPU{Index: d.Index, UUID: d.UUID, ResourceName: resource})
+		plugGPUs = append(plugGPUs, kubelet.GPU{Index: d.Index, UUID: d.UUID, ResourceName: resource,
+			Vendor: d.Vendor, PCIBusID: d.PCIBusID, RenderNode: d.RenderNode})
 	}
 	a.last = make([]gpu.Sample, len(a.devices))
 	a.tracker = health.NewTracker(indexes, policy, nil)
@@ -230,7 +232,7 @@ func (a *Agent) status() sdfleetv1alpha1.GPUNodeStatus {
 	for pos, d := range a.devices {
 		s := a.last[pos]
 		g := sdfleetv1alpha1.GPUStatus{
-			Index: int32(d.Index), UUID: d.UUID, ProductName: d.Product,
+			Index: int32(d.Index), UUID: d.UUID, Vendor: sdfleetv1alpha1.GPUVendor(d.Vendor), ProductName: d.Product,
 			MemoryTotalBytes: int64(d.MemoryTotalBytes), MemoryUsedBytes: int64(s.MemoryUsedBytes),
 			UtilizationPercent: int32(s.UtilizationPercent), TemperatureCelsius: int32(s.TemperatureCelsius),
 			PowerWatts:   int32(s.PowerMilliwatts / 1000),
@@ -241,7 +243,7 @@ func (a *Agent) status() sdfleetv1alpha1.GPUNodeStatus {
 			g.MemoryTotalBytes = int64(s.MemoryTotalBytes)
 		}
 		if h := a.tracker.Status(d.Index); !h.Healthy {
-			g.Health, g.HealthReason = sdfleetv1alpha1.GPUUnhealthy, truncate(h.Reason, 1024)
+			g.Health, g.HealthReason = sdfleetv1alpha1.GPUUnhealthy, podcontract.Truncate(h.Reason, podcontract.MaxMessageLength)
 		} else {
 			st.HealthyGPUs++
 		}
@@ -253,13 +255,6 @@ func (a *Agent) status() sdfleetv1alpha1.GPUNodeStatus {
 		st.MemoryUsedPercent = int32(math.Round(100 * used / total))
 	}
 	return st
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
 
 // serveHTTP binds the metrics and probe addresses (failing at once if one is taken) and serves

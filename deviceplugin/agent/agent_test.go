@@ -42,14 +42,14 @@ type running struct {
 	file  string
 }
 
-// startAgent runs an agent for node with the given scenario (empty: real NVML) and extra flags,
-// as the binary would: the settings go through config.Load. It stops the agent when the spec
-// ends and checks that it stopped cleanly.
+// startAgent runs an agent for node with the given scenario (empty: the node's real GPUs, with
+// an empty sysfs unless extra names one) and extra flags, as the binary would: the settings go
+// through config.Load. It stops the agent when the spec ends and checks that it stopped cleanly.
 func startAgent(node string, scenario string, extra ...string) *running {
 	r := &running{}
 	args := []string{"--node-name=" + node, "--sample-interval=100ms", "--heartbeat-interval=1s",
 		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--simulator-reload-interval=100ms",
-		"--enable-kubelet-plugin=false"}
+		"--enable-kubelet-plugin=false", "--sysfs-root=" + GinkgoT().TempDir()}
 	if scenario != "" {
 		r.file = filepath.Join(GinkgoT().TempDir(), "scenario.yaml")
 		Expect(os.WriteFile(r.file, []byte(scenario), 0o600)).To(Succeed())
@@ -155,7 +155,7 @@ var _ = Describe("Node agent with simulated GPUs", func() {
 		Expect(time.Since(st.LastHeartbeatTime.Time)).To(BeNumerically("<", time.Minute))
 		l40s := int64(46068) << 20
 		Expect(st.GPUs[0]).To(Equal(sdfleetv1alpha1.GPUStatus{
-			Index: 0, UUID: uuids[0], ProductName: "NVIDIA L40S", MemoryTotalBytes: l40s, MemoryUsedBytes: l40s / 4,
+			Index: 0, UUID: uuids[0], Vendor: sdfleetv1alpha1.GPUVendorNVIDIA, ProductName: "NVIDIA L40S", MemoryTotalBytes: l40s, MemoryUsedBytes: l40s / 4,
 			UtilizationPercent: 40, TemperatureCelsius: 51, PowerWatts: 180, Health: sdfleetv1alpha1.GPUHealthy,
 			ResourceName: "sdfleet.io/gpu-0", Slots: 4,
 		}))

@@ -20,9 +20,16 @@ import (
 
 // GPU sources.
 const (
+	// SourceAuto uses NVML where libnvidia-ml loads and amdgpu where sysfs shows AMD GPUs;
+	// both on a node with both.
+	SourceAuto      = "auto"
 	SourceNVML      = "nvml"
+	SourceAMDGPU    = "amdgpu"
 	SourceSimulated = "simulated"
 )
+
+// Sources lists the valid GPU sources.
+var Sources = []string{SourceAuto, SourceNVML, SourceAMDGPU, SourceSimulated}
 
 // EnvPrefix starts the environment variable of every flag: --sample-interval is
 // SDFLEET_SAMPLE_INTERVAL.
@@ -37,6 +44,7 @@ type Config struct {
 	Kubeconfig string
 
 	GPUSource               string
+	SysfsRoot               string
 	SimulatorConfig         string
 	SimulatorReloadInterval time.Duration
 	VisibleGPUs             []string
@@ -72,7 +80,8 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	fs.StringVar(&configFile, FlagConfigFile, "", "optional YAML `file` of settings keyed by flag name, for example \"sample-interval: 2s\"; flags and environment variables override it")
 	fs.StringVar(&c.NodeName, "node-name", "", "name of the Node this agent runs on (required; set it from spec.nodeName through the downward API)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file to reach the API server; empty uses the in-cluster service account")
-	fs.StringVar(&c.GPUSource, "gpu-source", SourceNVML, "where GPUs come from: nvml (libnvidia-ml, loaded at run time; without it the node publishes zero GPUs) or simulated (see --simulator-config)")
+	fs.StringVar(&c.GPUSource, "gpu-source", SourceAuto, "where GPUs come from: auto (NVML and amdgpu, whichever the node has, both on a mixed node), nvml (libnvidia-ml, loaded at run time), amdgpu (the amdgpu driver's sysfs) or simulated (see --simulator-config); a node without any publishes zero GPUs")
+	fs.StringVar(&c.SysfsRoot, "sysfs-root", "/sys", "where sysfs is mounted, read for AMD GPUs (a fake tree in tests)")
 	fs.StringVar(&c.SimulatorConfig, "simulator-config", "", "YAML scenario of the simulated GPUs, their load timeline and injected failures (required with --gpu-source=simulated; re-read when it changes)")
 	fs.DurationVar(&c.SimulatorReloadInterval, "simulator-reload-interval", time.Second, "how often the simulator scenario file is checked for changes")
 	fs.StringVar(&visible, "visible-gpus", "all", "GPUs to manage, by index or UUID, comma-separated (like CUDA_VISIBLE_DEVICES), or all")
@@ -234,12 +243,16 @@ func (c *Config) Validate() error {
 	}
 	switch c.GPUSource {
 	case SourceNVML:
+	case SourceAuto, SourceAMDGPU:
+		if c.SysfsRoot == "" {
+			bad("sysfs-root", `""`, "required with --gpu-source="+c.GPUSource)
+		}
 	case SourceSimulated:
 		if c.SimulatorConfig == "" {
 			bad("simulator-config", `""`, "required with --gpu-source=simulated")
 		}
 	default:
-		bad("gpu-source", c.GPUSource, "must be nvml or simulated")
+		bad("gpu-source", c.GPUSource, "must be one of "+strings.Join(Sources, ", "))
 	}
 	if c.SimulatorReloadInterval <= 0 {
 		bad("simulator-reload-interval", c.SimulatorReloadInterval, "must be positive")

@@ -35,6 +35,8 @@ func TestPrecedenceFlagsEnvFile(t *testing.T) {
 		{"file list", slices.Equal(cfg.IgnoredXIDs, []uint64{13, 79}), true},
 		{"file list of GPUs", slices.Equal(cfg.VisibleGPUs, []string{"0", "2"}), true},
 		{"default", cfg.DeviceListStrategy, "envvar"},
+		{"default source", cfg.GPUSource, "auto"},
+		{"default sysfs", cfg.SysfsRoot, "/sys"},
 		{"default Xids", len(mustLoad(t).IgnoredXIDs), 6},
 	}
 	for _, c := range checks {
@@ -69,7 +71,8 @@ func TestWrongValuesNameTheSetting(t *testing.T) {
 		{args: []string{"--node-name=n", "--slots-per-gpu=0"}, want: "--slots-per-gpu=0"},
 		{args: []string{"--node-name=n", "--device-list-strategy=cdi"}, want: "--device-list-strategy=cdi"},
 		{args: []string{"--node-name=n", "--gpu-source=simulated"}, want: "--simulator-config"},
-		{args: []string{"--node-name=n", "--gpu-source=amd"}, want: "--gpu-source=amd"},
+		{args: []string{"--node-name=n", "--gpu-source=amd"}, want: "--gpu-source=amd: must be one of auto, nvml, amdgpu, simulated"},
+		{args: []string{"--node-name=n", "--gpu-source=amdgpu", "--sysfs-root="}, want: "--sysfs-root=\"\": required with --gpu-source=amdgpu"},
 		{args: []string{"--node-name=n", "--ignored-xids=13,abc"}, want: `"abc"`},
 		{args: []string{"--node-name=n", "--memory-change-threshold=0"}, want: "--memory-change-threshold=0"},
 		{args: []string{"--node-name=n", "--heartbeat-interval=500ms"}, want: "--heartbeat-interval=500ms"},
@@ -95,7 +98,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	if !errors.Is(err, config.ErrHelp) {
 		t.Fatalf("got %v, want ErrHelp", err)
 	}
-	for _, flag := range []string{"config", "node-name", "kubeconfig", "gpu-source", "simulator-config", "simulator-reload-interval",
+	for _, flag := range []string{"config", "node-name", "kubeconfig", "gpu-source", "sysfs-root", "simulator-config", "simulator-reload-interval",
 		"visible-gpus", "enable-kubelet-plugin", "plugin-dir", "slots-per-gpu", "device-list-strategy", "kubelet-poll-interval",
 		"sample-interval", "heartbeat-interval", "memory-change-threshold", "ignored-xids", "health-recovery-quiet-period",
 		"health-recovery-probes", "metrics-bind-address", "health-probe-bind-address", "log-level"} {

@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
+	"github.com/sdfleet/sdfleet/controllers/podcontract"
+	"github.com/sdfleet/sdfleet/deviceplugin/gpu"
 	"github.com/sdfleet/sdfleet/deviceplugin/kubelet"
 )
 
@@ -70,24 +72,38 @@ type fixture struct {
 
 func start(t *testing.T, strategy string) *fixture {
 	t.Helper()
+	f, runErr := startWith(t, testGPUs, kubelet.Options{Slots: 4, Strategy: strategy})
+	t.Cleanup(func() {
+		f.cancel()
+		<-f.done
+		if err := <-runErr; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return f
+}
+
+// startWith runs a manager of gpus with opts (its plugin directory and poll interval set) and
+// delivers what Run returned.
+func startWith(t *testing.T, gpus []kubelet.GPU, opts kubelet.Options) (*fixture, <-chan error) {
+	t.Helper()
 	f := &fixture{dir: shortDir(t), done: make(chan struct{})}
 	f.kubelet = startKubelet(t, f.dir)
+	opts.PluginDir, opts.PollInterval, opts.Log = f.dir, 50*time.Millisecond, logr.Discard()
 	var err error
-	f.manager, err = kubelet.NewManager(testGPUs, kubelet.Options{PluginDir: f.dir, Slots: 4, Strategy: strategy,
-		PollInterval: 50 * time.Millisecond, Log: logr.Discard()})
+	f.manager, err = kubelet.NewManager(gpus, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var ctx context.Context
 	ctx, f.cancel = context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
 	go func() {
 		defer close(f.done)
-		if err := f.manager.Run(ctx); err != nil {
-			t.Errorf("Run: %v", err)
-		}
+		runErr <- f.manager.Run(ctx)
 	}()
 	t.Cleanup(func() { f.cancel(); <-f.done })
-	return f
+	return f, runErr
 }
 
 // registrations reads n Register calls, keyed by resource.
@@ -148,9 +164,9 @@ func TestRegisterListAllocate(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(resp.ContainerResponses).To(HaveLen(1))
 		g.Expect(resp.ContainerResponses[0].Envs).To(Equal(map[string]string{
-			kubelet.EnvNvidiaVisibleDevices: gp.UUID,
-			kubelet.EnvGPUUUID:              gp.UUID,
-			kubelet.EnvGPUIndex:             map[int]string{0: "0", 1: "1"}[gp.Index],
+			podcontract.EnvNvidiaVisibleDevices: gp.UUID,
+			podcontract.EnvGPUUUID:              gp.UUID,
+			podcontract.EnvGPUIndex:             map[int]string{0: "0", 1: "1"}[gp.Index],
 		}))
 		g.Expect(resp.ContainerResponses[0].CdiDevices).To(BeEmpty())
 
@@ -206,8 +222,8 @@ func TestCDIStrategy(t *testing.T) {
 	r := resp.ContainerResponses[0]
 	g.Expect(r.CdiDevices).To(HaveLen(1))
 	g.Expect(r.CdiDevices[0].Name).To(Equal("nvidia.com/gpu=GPU-aaaa"))
-	g.Expect(r.Envs).To(HaveKeyWithValue(kubelet.EnvNvidiaVisibleDevices, "void"))
-	g.Expect(r.Envs).To(HaveKeyWithValue(kubelet.EnvGPUUUID, "GPU-aaaa"))
+	g.Expect(r.Envs).To(HaveKeyWithValue(podcontract.EnvNvidiaVisibleDevices, "void"))
+	g.Expect(r.Envs).To(HaveKeyWithValue(podcontract.EnvGPUUUID, "GPU-aaaa"))
 }
 
 func TestKubeletRestartBringsNewRegistrations(t *testing.T) {
@@ -278,4 +294,74 @@ func TestOptionErrors(t *testing.T) {
 			t.Errorf("%+v: got %v, want %q", tc.opts, err, tc.want)
 		}
 	}
+}
+
+func TestAMDAllocateGivesTheDeviceNodes(t *testing.T) {
+	g := NewWithT(t)
+	amd := []kubelet.GPU{
+		{Index: 2, UUID: "GPU-8fd5a2c3b1e04a67", ResourceName: "sdfleet.io/gpu-2", Vendor: gpu.VendorAMD, PCIBusID: "0000:c1:00.0", RenderNode: "/dev/dri/renderD129"},
+		{Index: 3, UUID: "GPU-5e1b7a3c00004000", ResourceName: "sdfleet.io/gpu-3", Vendor: gpu.VendorAMD}, // simulated
+	}
+	f, _ := startWith(t, amd, kubelet.Options{Slots: 2, Strategy: kubelet.StrategyCDI})
+	f.registrations(t, 2)
+	allocate := func(index int, id string) *pluginapi.ContainerAllocateResponse {
+		resp, err := dial(t, f.dir, kubelet.SocketName(index)).Allocate(context.Background(),
+			&pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: []string{id}}}})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(resp.ContainerResponses).To(HaveLen(1))
+		return resp.ContainerResponses[0]
+	}
+	r := allocate(2, "GPU-8fd5a2c3b1e04a67::1")
+	g.Expect(r.Devices).To(Equal([]*pluginapi.DeviceSpec{
+		{ContainerPath: "/dev/kfd", HostPath: "/dev/kfd", Permissions: "rw"},
+		{ContainerPath: "/dev/dri/renderD129", HostPath: "/dev/dri/renderD129", Permissions: "rw"},
+	}))
+	g.Expect(r.Envs).To(Equal(map[string]string{
+		podcontract.EnvGPUUUID: "GPU-8fd5a2c3b1e04a67", podcontract.EnvGPUIndex: "2", podcontract.EnvGPUPCIBusID: "0000:c1:00.0",
+		podcontract.EnvROCRVisibleDevices: "0", podcontract.EnvHIPVisibleDevices: "0",
+	}), "no NVIDIA variable: the NVIDIA runtime must not act on an AMD GPU")
+	g.Expect(r.CdiDevices).To(BeEmpty(), "the CDI strategy names NVIDIA devices only")
+
+	sim := allocate(3, "GPU-5e1b7a3c00004000::0")
+	g.Expect(sim.Devices).To(BeEmpty(), "a simulated AMD GPU has no device node to give")
+	g.Expect(sim.Envs).To(HaveKeyWithValue(podcontract.EnvGPUUUID, "GPU-5e1b7a3c00004000"))
+	g.Expect(sim.Envs).NotTo(HaveKey(podcontract.EnvGPUPCIBusID))
+}
+
+func TestADeadServerIsRestartedAndRegisteredAgain(t *testing.T) {
+	g := NewWithT(t)
+	f := start(t, kubelet.StrategyEnvVar)
+	f.registrations(t, 2)
+	g.Eventually(f.manager.Registered).Should(BeTrue())
+
+	f.manager.KillServer(1)
+	_, err := os.Stat(filepath.Join(f.dir, kubelet.SocketName(1)))
+	g.Expect(err).NotTo(HaveOccurred(), "a dead server leaves its socket, so only the crash tells")
+	regs := f.registrations(t, 1)
+	g.Expect(regs).To(HaveKey("sdfleet.io/gpu-1"))
+	g.Expect(f.manager.Restarts()).To(Equal(int64(1)))
+
+	stream, err := dial(t, f.dir, kubelet.SocketName(1)).ListAndWatch(context.Background(), &pluginapi.Empty{})
+	g.Expect(err).NotTo(HaveOccurred())
+	list, err := stream.Recv()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(list.Devices).To(HaveLen(4))
+	g.Consistently(f.kubelet.regs).WithTimeout(200*time.Millisecond).ShouldNot(Receive(), "only the restarted resource registers again")
+}
+
+func TestServersDyingPastTheCrashBudgetStopTheManager(t *testing.T) {
+	g := NewWithT(t)
+	f, runErr := startWith(t, testGPUs, kubelet.Options{Slots: 1, Strategy: kubelet.StrategyEnvVar, MaxCrashes: 2})
+	f.registrations(t, 2)
+	for i := range 2 {
+		f.manager.KillServer(i)
+		f.registrations(t, 1)
+		g.Eventually(f.manager.Restarts).Should(Equal(int64(i + 1)))
+	}
+	f.manager.KillServer(0)
+	g.Eventually(runErr).WithTimeout(5 * time.Second).Should(Receive(MatchError(And(
+		ContainSubstring("died 3 times within 1h0m0s, more than the 2 restarts allowed"), ContainSubstring("sdfleet.io/gpu-0")))))
+	<-f.done
+	_, err := os.Stat(filepath.Join(f.dir, kubelet.SocketName(0)))
+	g.Expect(os.IsNotExist(err)).To(BeTrue(), "the sockets are removed when the manager gives up")
 }

@@ -21,8 +21,16 @@ import (
 // its terminating NUL).
 const maxSocketPath = 107
 
-// registerTimeout bounds one Register call: the kubelet answers at once or not at all.
+// registerTimeout bounds one Register call, and the check that a plugin's own socket answers
+// before it: both answer at once or not at all.
 const registerTimeout = 5 * time.Second
+
+// Defaults of the crash budget: like NVIDIA's plugin, a server that keeps dying makes the agent
+// exit, so that the DaemonSet restarts the pod, rather than be restarted forever.
+const (
+	DefaultMaxCrashes  = 5
+	DefaultCrashWindow = time.Hour
+)
 
 // Options configure a Manager.
 type Options struct {
@@ -36,7 +44,11 @@ type Options struct {
 	// PollInterval is how often kubelet.sock is checked for re-creation; the kubelet gets the
 	// registrations again within about one interval. Zero means one second.
 	PollInterval time.Duration
-	Log          logr.Logger
+	// MaxCrashes is how many times the plugin servers may die within CrashWindow and be
+	// restarted; one more makes Run fail. Zero means DefaultMaxCrashes (DefaultCrashWindow).
+	MaxCrashes  int
+	CrashWindow time.Duration
+	Log         logr.Logger
 }
 
 // Validate names the first wrong option.
@@ -63,6 +75,11 @@ type Manager struct {
 	registrations atomic.Int64
 	mu            sync.Mutex
 	registered    bool
+	// crashed wakes Run when a plugin server dies; crashes are the times they did, within the
+	// window.
+	crashed  chan struct{}
+	crashes  []time.Time
+	restarts atomic.Int64
 }
 
 // SocketName is the file name of a GPU's plugin socket.
@@ -76,7 +93,13 @@ func NewManager(gpus []GPU, opts Options) (*Manager, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = time.Second
 	}
-	m := &Manager{opts: opts, byIndex: map[int]*plugin{}, kubelet: filepath.Join(opts.PluginDir, filepath.Base(pluginapi.KubeletSocket))}
+	if opts.MaxCrashes <= 0 {
+		opts.MaxCrashes = DefaultMaxCrashes
+	}
+	if opts.CrashWindow <= 0 {
+		opts.CrashWindow = DefaultCrashWindow
+	}
+	m := &Manager{opts: opts, byIndex: map[int]*plugin{}, crashed: make(chan struct{}, 1), kubelet: filepath.Join(opts.PluginDir, filepath.Base(pluginapi.KubeletSocket))}
 	if len(m.kubelet) > maxSocketPath {
 		return nil, fmt.Errorf("kubelet socket path %s is %d bytes, longer than the %d a unix socket allows", m.kubelet, len(m.kubelet), maxSocketPath)
 	}
@@ -109,8 +132,13 @@ func (m *Manager) Registered() bool {
 // Registrations counts the successful rounds of registering every resource.
 func (m *Manager) Registrations() int64 { return m.registrations.Load() }
 
+// Restarts counts the plugin servers restarted after dying.
+func (m *Manager) Restarts() int64 { return m.restarts.Load() }
+
 // Run serves every plugin, registers them with the kubelet and re-registers when the kubelet
-// restarts, until ctx ends; then it stops the servers and removes their sockets.
+// restarts, until ctx ends; then it stops the servers and removes their sockets. A server that
+// dies is restarted and registered again; one death more than the crash budget allows makes
+// Run fail.
 func (m *Manager) Run(ctx context.Context) error {
 	if len(m.plugins) == 0 {
 		<-ctx.Done()
@@ -122,7 +150,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 	}()
 	for _, p := range m.plugins {
-		if err := p.start(); err != nil {
+		if err := p.start(m.crashed); err != nil {
 			return err
 		}
 	}
@@ -151,8 +179,46 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
+		case <-m.crashed:
+		}
+		if err := m.restartDead(ctx, current != nil); err != nil {
+			return err
 		}
 	}
+}
+
+// restartDead restarts every plugin whose server died, within the crash budget, and registers
+// it again when the kubelet is there.
+func (m *Manager) restartDead(ctx context.Context, kubeletUp bool) error {
+	for _, p := range m.plugins {
+		died := p.died()
+		if died == nil {
+			continue
+		}
+		now := time.Now()
+		m.crashes = slices.DeleteFunc(m.crashes, func(t time.Time) bool { return now.Sub(t) >= m.opts.CrashWindow })
+		m.crashes = append(m.crashes, now)
+		if len(m.crashes) > m.opts.MaxCrashes {
+			return fmt.Errorf("the plugin servers died %d times within %s, more than the %d restarts allowed; last, %s: %w",
+				len(m.crashes), m.opts.CrashWindow, m.opts.MaxCrashes, p.gpu.ResourceName, died)
+		}
+		m.opts.Log.Error(died, "device plugin server died; restarting it", "resource", p.gpu.ResourceName,
+			"crashes", len(m.crashes), "window", m.opts.CrashWindow.String(), "maxCrashes", m.opts.MaxCrashes)
+		p.stop()
+		if err := p.start(m.crashed); err != nil {
+			return err
+		}
+		m.restarts.Add(1)
+		if !kubeletUp {
+			continue // registered with the rest when the kubelet comes
+		}
+		if err := m.register(ctx, p); err != nil {
+			// The next kubelet check registers everything again.
+			m.opts.Log.Error(err, "registration after a restart failed; retrying", "resource", p.gpu.ResourceName)
+			m.setRegistered(false)
+		}
+	}
+	return nil
 }
 
 // sameSocket says whether two stats are of the same kubelet.sock. A re-created socket may get
@@ -184,31 +250,56 @@ func (m *Manager) registerAll(ctx context.Context) error {
 	for _, p := range m.plugins {
 		if _, err := os.Stat(p.socket); err != nil {
 			p.stop()
-			if err := p.start(); err != nil {
+			if err := p.start(m.crashed); err != nil {
 				return err
 			}
 		}
+	}
+	for _, p := range m.plugins {
+		if err := m.register(ctx, p); err != nil {
+			return err
+		}
+	}
+	m.registrations.Add(1)
+	return nil
+}
+
+// register checks that the plugin answers on its own socket, then registers it: the kubelet
+// would otherwise accept an endpoint it cannot reach and the GPU would silently never be
+// allocatable.
+func (m *Manager) register(ctx context.Context, p *plugin) error {
+	if err := dialOwn(ctx, p.socket); err != nil {
+		return fmt.Errorf("%s: own socket %s does not answer: %w", p.gpu.ResourceName, p.socket, err)
 	}
 	conn, err := grpc.NewClient("unix://"+m.kubelet, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return fmt.Errorf("connect to the kubelet at %s: %w", m.kubelet, err)
 	}
 	defer conn.Close()
-	client := pluginapi.NewRegistrationClient(conn)
-	for _, p := range m.plugins {
-		rctx, cancel := context.WithTimeout(ctx, registerTimeout)
-		_, err := client.Register(rctx, &pluginapi.RegisterRequest{
-			Version:      pluginapi.Version,
-			Endpoint:     filepath.Base(p.socket),
-			ResourceName: p.gpu.ResourceName,
-			Options:      &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true},
-		})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("register %s: %w", p.gpu.ResourceName, err)
-		}
-		m.opts.Log.Info("registered with the kubelet", "resource", p.gpu.ResourceName, "uuid", p.gpu.UUID, "endpoint", filepath.Base(p.socket))
+	rctx, cancel := context.WithTimeout(ctx, registerTimeout)
+	defer cancel()
+	_, err = pluginapi.NewRegistrationClient(conn).Register(rctx, &pluginapi.RegisterRequest{
+		Version:      pluginapi.Version,
+		Endpoint:     filepath.Base(p.socket),
+		ResourceName: p.gpu.ResourceName,
+		Options:      &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true},
+	})
+	if err != nil {
+		return fmt.Errorf("register %s: %w", p.gpu.ResourceName, err)
 	}
-	m.registrations.Add(1)
+	m.opts.Log.Info("registered with the kubelet", "resource", p.gpu.ResourceName, "uuid", p.gpu.UUID, "endpoint", filepath.Base(p.socket))
 	return nil
+}
+
+// dialOwn asks a plugin socket for its options, as the kubelet will.
+func dialOwn(ctx context.Context, socket string) error {
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	dctx, cancel := context.WithTimeout(ctx, registerTimeout)
+	defer cancel()
+	_, err = pluginapi.NewDevicePluginClient(conn).GetDevicePluginOptions(dctx, &pluginapi.Empty{}, grpc.WaitForReady(true))
+	return err
 }

@@ -16,6 +16,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/sdfleet/sdfleet/controllers/podcontract"
+	"github.com/sdfleet/sdfleet/deviceplugin/gpu"
 )
 
 // Device-list strategies: how Allocate tells the container runtime which GPU to expose.
@@ -34,13 +37,6 @@ var Strategies = []string{StrategyEnvVar, StrategyCDI}
 // CDIKind is the CDI kind nvidia-ctk generates GPU specs under; devices are named by UUID.
 const CDIKind = "nvidia.com/gpu"
 
-// Environment variables Allocate sets in every container that gets a GPU.
-const (
-	EnvNvidiaVisibleDevices = "NVIDIA_VISIBLE_DEVICES"
-	EnvGPUUUID              = "SDFLEET_GPU_UUID"
-	EnvGPUIndex             = "SDFLEET_GPU_INDEX"
-)
-
 // deviceIDSeparator separates the GPU UUID from the slot number in a device ID.
 const deviceIDSeparator = "::"
 
@@ -49,6 +45,14 @@ type GPU struct {
 	Index        int
 	UUID         string
 	ResourceName string
+	// Vendor decides how Allocate binds the GPU: NVIDIA through the NVIDIA container runtime,
+	// AMD through device nodes.
+	Vendor gpu.Vendor
+	// PCIBusID is the PCI address, set in the container where known.
+	PCIBusID string
+	// RenderNode is an AMD GPU's /dev/dri/renderD<N>; empty for a simulated one, which gets
+	// no device nodes.
+	RenderNode string
 }
 
 // DeviceID is the ID of slot k of a GPU.
@@ -68,6 +72,8 @@ type plugin struct {
 	healthy  bool
 	watchers map[chan struct{}]struct{}
 	server   *grpc.Server
+	listener net.Listener
+	serveErr error         // why the server died on its own; nil while it serves
 	stopped  chan struct{} // closed to end ListAndWatch streams when the server stops
 }
 
@@ -76,8 +82,10 @@ func newPlugin(g GPU, slots int, strategy, socket string, log logr.Logger) *plug
 		watchers: map[chan struct{}]struct{}{}, log: log.WithValues("resource", g.ResourceName, "uuid", g.UUID)}
 }
 
-// start serves the plugin on its socket, replacing a stale socket left by a crashed run.
-func (p *plugin) start() error {
+// start serves the plugin on its socket, replacing a stale socket left by a crashed run. When
+// the server dies on its own, the plugin is marked dead and crashed is woken (without
+// blocking) so that the manager restarts it.
+func (p *plugin) start(crashed chan<- struct{}) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := os.Remove(p.socket); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -87,22 +95,41 @@ func (p *plugin) start() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", p.socket, err)
 	}
-	p.server = grpc.NewServer()
+	// A dying server leaves its socket, as it would if the process hung; stop removes it.
+	lis.(*net.UnixListener).SetUnlinkOnClose(false)
+	p.server, p.listener, p.serveErr = grpc.NewServer(), lis, nil
 	p.stopped = make(chan struct{})
 	pluginapi.RegisterDevicePluginServer(p.server, p)
 	go func(srv *grpc.Server) {
-		if err := srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			p.log.Error(err, "device plugin server stopped")
+		err := srv.Serve(lis) // nil after Stop
+		if err == nil {
+			return
+		}
+		p.mu.Lock()
+		if p.server == srv {
+			p.serveErr = err
+		}
+		p.mu.Unlock()
+		select {
+		case crashed <- struct{}{}:
+		default: // a wake-up is already pending; the manager checks every plugin
 		}
 	}(p.server)
 	return nil
+}
+
+// died returns the error its server died of, nil while it serves or after stop.
+func (p *plugin) died() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.serveErr
 }
 
 // stop ends the server and its streams and removes the socket.
 func (p *plugin) stop() {
 	p.mu.Lock()
 	srv, stopped := p.server, p.stopped
-	p.server, p.stopped = nil, nil
+	p.server, p.listener, p.stopped, p.serveErr = nil, nil, nil, nil
 	p.mu.Unlock()
 	if srv == nil {
 		return
@@ -224,20 +251,43 @@ func (p *plugin) Allocate(_ context.Context, req *pluginapi.AllocateRequest) (*p
 			}
 		}
 		car := &pluginapi.ContainerAllocateResponse{Envs: map[string]string{
-			EnvGPUUUID:  p.gpu.UUID,
-			EnvGPUIndex: strconv.Itoa(p.gpu.Index),
+			podcontract.EnvGPUUUID:  p.gpu.UUID,
+			podcontract.EnvGPUIndex: strconv.Itoa(p.gpu.Index),
 		}}
+		if p.gpu.PCIBusID != "" {
+			car.Envs[podcontract.EnvGPUPCIBusID] = p.gpu.PCIBusID
+		}
+		if p.gpu.Vendor == gpu.VendorAMD {
+			bindAMD(car, p.gpu)
+			resp.ContainerResponses = append(resp.ContainerResponses, car)
+			continue
+		}
 		switch p.strategy {
 		case StrategyCDI:
-			car.Envs[EnvNvidiaVisibleDevices] = "void"
+			car.Envs[podcontract.EnvNvidiaVisibleDevices] = "void"
 			car.CdiDevices = []*pluginapi.CDIDevice{{Name: CDIKind + "=" + p.gpu.UUID}}
 		default:
-			car.Envs[EnvNvidiaVisibleDevices] = p.gpu.UUID
+			car.Envs[podcontract.EnvNvidiaVisibleDevices] = p.gpu.UUID
 		}
 		resp.ContainerResponses = append(resp.ContainerResponses, car)
 	}
 	p.log.V(1).Info("allocated", "containers", len(req.ContainerRequests))
 	return resp, nil
+}
+
+// bindAMD gives the container an AMD GPU: ROCm's /dev/kfd and the GPU's render node, which is
+// all that compute and Vulkan need (the card node is for display and mode setting). ROCm
+// skips GPUs whose render node a process cannot open, so the container's only GPU is ROCm's
+// device 0; the visible-devices variables say so in case an image sets them otherwise.
+func bindAMD(car *pluginapi.ContainerAllocateResponse, g GPU) {
+	car.Envs[podcontract.EnvROCRVisibleDevices] = "0"
+	car.Envs[podcontract.EnvHIPVisibleDevices] = "0"
+	if g.RenderNode == "" {
+		return // simulated: there is no device to give
+	}
+	for _, dev := range []string{podcontract.KFDDevice, g.RenderNode} {
+		car.Devices = append(car.Devices, &pluginapi.DeviceSpec{ContainerPath: dev, HostPath: dev, Permissions: "rw"})
+	}
 }
 
 // PreStartContainer is not requested (PreStartRequired is false); it answers for completeness.

@@ -19,6 +19,7 @@ const (
 	LabelXID      = "xid"
 	LabelProduct  = "product"
 	LabelResource = "resource"
+	LabelVendor   = "vendor"
 )
 
 var gpuLabels = []string{LabelNode, LabelGPU, LabelUUID}
@@ -51,7 +52,7 @@ func New(node string) *Metrics {
 	m.utilization = gauge("sdfleet_gpu_utilization_ratio", "Share of the last sample period during which a kernel ran on the GPU (0 to 1).")
 	m.temperature = gauge("sdfleet_gpu_temperature_celsius", "GPU core temperature.")
 	m.healthy = gauge("sdfleet_gpu_healthy", "1 when the GPU is healthy and advertised to the kubelet, else 0.")
-	m.info = gauge("sdfleet_gpu_info", "Always 1; labels say the GPU's product and the extended resource that carries it.", LabelProduct, LabelResource)
+	m.info = gauge("sdfleet_gpu_info", "Always 1; labels say the GPU's vendor (NVIDIA or AMD), product and the extended resource that carries it.", LabelVendor, LabelProduct, LabelResource)
 	m.xidErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sdfleet_gpu_xid_errors_total",
 		Help: "Xid critical errors NVML reported, ignored ones included."}, append(append([]string{}, gpuLabels...), LabelXID))
 	m.transitions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sdfleet_gpu_health_transitions_total",
@@ -74,7 +75,7 @@ func (m *Metrics) labels(index int, uuid string) prometheus.Labels {
 func (m *Metrics) SetInfo(info gpu.Info, resource string) {
 	l := m.labels(info.Index, info.UUID)
 	m.memoryTotal.With(l).Set(float64(info.MemoryTotalBytes))
-	l[LabelProduct], l[LabelResource] = info.Product, resource
+	l[LabelVendor], l[LabelProduct], l[LabelResource] = string(info.Vendor), info.Product, resource
 	m.info.With(l).Set(1)
 }
 

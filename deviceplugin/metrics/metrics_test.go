@@ -13,7 +13,7 @@ import (
 
 func TestGPUMetrics(t *testing.T) {
 	m := metrics.New("node-a")
-	m.SetInfo(gpu.Info{Index: 1, UUID: "GPU-x", Product: "NVIDIA L4", MemoryTotalBytes: 100}, "sdfleet.io/gpu-1")
+	m.SetInfo(gpu.Info{Index: 1, UUID: "GPU-x", Vendor: gpu.VendorNVIDIA, Product: "NVIDIA L4", MemoryTotalBytes: 100}, "sdfleet.io/gpu-1")
 	m.Observe("GPU-x", gpu.Sample{Index: 1, MemoryUsedBytes: 40, MemoryTotalBytes: 100, UtilizationPercent: 25, TemperatureCelsius: 60})
 	m.Observe("GPU-x", gpu.Sample{Index: 1, MemoryUsedBytes: 99, Err: errors.New("lost")}) // ignored: stale values stay
 	m.SetHealthy(1, "GPU-x", false)
@@ -34,9 +34,9 @@ sdfleet_gpu_healthy{UUID="GPU-x",gpu="1",node="node-a"} 0
 # HELP sdfleet_gpu_xid_errors_total Xid critical errors NVML reported, ignored ones included.
 # TYPE sdfleet_gpu_xid_errors_total counter
 sdfleet_gpu_xid_errors_total{UUID="GPU-x",gpu="1",node="node-a",xid="79"} 2
-# HELP sdfleet_gpu_info Always 1; labels say the GPU's product and the extended resource that carries it.
+# HELP sdfleet_gpu_info Always 1; labels say the GPU's vendor (NVIDIA or AMD), product and the extended resource that carries it.
 # TYPE sdfleet_gpu_info gauge
-sdfleet_gpu_info{UUID="GPU-x",gpu="1",node="node-a",product="NVIDIA L4",resource="sdfleet.io/gpu-1"} 1
+sdfleet_gpu_info{UUID="GPU-x",gpu="1",node="node-a",product="NVIDIA L4",resource="sdfleet.io/gpu-1",vendor="NVIDIA"} 1
 # HELP sdfleet_gpu_temperature_celsius GPU core temperature.
 # TYPE sdfleet_gpu_temperature_celsius gauge
 sdfleet_gpu_temperature_celsius{UUID="GPU-x",gpu="1",node="node-a"} 60

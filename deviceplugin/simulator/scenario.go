@@ -21,6 +21,20 @@ const (
 	DefaultMemoryMiB = 81920
 )
 
+// Product families of simulated GPUs: who made them, for the GPUNode's vendor and the binding.
+const (
+	FamilyNVIDIA = "nvidia"
+	// FamilyAMD GPUs default to DefaultAMDProduct with DefaultAMDMemoryMiB and a UUID in
+	// ROCm's spelling. Being simulated, they are given no device nodes.
+	FamilyAMD = "amd"
+)
+
+// DefaultAMDProduct and DefaultAMDMemoryMiB describe an AMD GPU that names no product.
+const (
+	DefaultAMDProduct   = "AMD Instinct MI210"
+	DefaultAMDMemoryMiB = 65536
+)
+
 // Scenario is the content of a simulator YAML file.
 type Scenario struct {
 	// GPUs are the simulated GPUs, index 0 first. An empty list simulates a node without GPUs.
@@ -36,11 +50,37 @@ type Scenario struct {
 type GPU struct {
 	// UUID defaults to a UUID derived from the node name and index, stable across restarts.
 	UUID string `json:"uuid,omitempty"`
-	// Product defaults to DefaultProduct.
+	// Family is nvidia (the default) or amd.
+	Family string `json:"family,omitempty"`
+	// Product defaults to DefaultProduct (DefaultAMDProduct in the amd family).
 	Product string `json:"product,omitempty"`
-	// MemoryMiB is the total memory, default DefaultMemoryMiB.
+	// MemoryMiB is the total memory, default DefaultMemoryMiB (DefaultAMDMemoryMiB).
 	MemoryMiB uint64 `json:"memoryMiB,omitempty"`
 	Load      `json:",inline"`
+}
+
+// memoryMiB is the GPU's total memory, its family's default if not given.
+func (g GPU) memoryMiB() uint64 {
+	switch {
+	case g.MemoryMiB != 0:
+		return g.MemoryMiB
+	case g.Family == FamilyAMD:
+		return DefaultAMDMemoryMiB
+	default:
+		return DefaultMemoryMiB
+	}
+}
+
+// product is the GPU's product name, its family's default if not given.
+func (g GPU) product() string {
+	switch {
+	case g.Product != "":
+		return g.Product
+	case g.Family == FamilyAMD:
+		return DefaultAMDProduct
+	default:
+		return DefaultProduct
+	}
 }
 
 // Load is a GPU's live values. Unset fields keep their current value (in a GPU: their default).
@@ -134,11 +174,10 @@ func (sc *Scenario) Validate() error {
 			}
 			seen[strings.ToLower(g.UUID)] = i
 		}
-		mem := g.MemoryMiB
-		if mem == 0 {
-			mem = DefaultMemoryMiB
+		if g.Family != "" && g.Family != FamilyNVIDIA && g.Family != FamilyAMD {
+			return fmt.Errorf("%s.family: %q is not %s or %s", field, g.Family, FamilyNVIDIA, FamilyAMD)
 		}
-		if err := g.Load.validate(field, mem); err != nil {
+		if err := g.Load.validate(field, g.memoryMiB()); err != nil {
 			return err
 		}
 	}
@@ -178,11 +217,7 @@ func (s *Step) Validate(field string, gpus []GPU) error {
 		targets = gpus[*s.GPU : *s.GPU+1]
 	}
 	for _, g := range targets {
-		mem := g.MemoryMiB
-		if mem == 0 {
-			mem = DefaultMemoryMiB
-		}
-		if err := s.Load.validate(field, mem); err != nil {
+		if err := s.Load.validate(field, g.memoryMiB()); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,8 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
+
+	"github.com/sdfleet/sdfleet/deviceplugin/gpu"
 )
 
 const (
@@ -81,14 +84,8 @@ func New(sc *Scenario, opts Options) (*Simulator, error) {
 	configs := make([]gpus.Config, len(sc.GPUs))
 	for i, g := range sc.GPUs {
 		cfg := gpus.H100_SXM5_80GB
-		cfg.Name = g.Product
-		if cfg.Name == "" {
-			cfg.Name = DefaultProduct
-		}
-		cfg.MemoryMB = g.MemoryMiB
-		if cfg.MemoryMB == 0 {
-			cfg.MemoryMB = DefaultMemoryMiB
-		}
+		cfg.Name = g.product()
+		cfg.MemoryMB = g.memoryMiB()
 		configs[i] = cfg
 	}
 	srv, err := server.New(server.WithGPUs(configs...), server.WithDriverVersion("550.54.15"),
@@ -101,6 +98,8 @@ func New(sc *Scenario, opts Options) (*Simulator, error) {
 		dev := d.(*server.Device)
 		if uid := sc.GPUs[i].UUID; uid != "" {
 			dev.UUID = uid
+		} else if sc.GPUs[i].Family == FamilyAMD { // ROCm's spelling: 16 hex digits of unique_id
+			dev.UUID = "GPU-" + strings.ReplaceAll(uuid.NewSHA1(uuidNamespace, fmt.Appendf(nil, "%s/%d", opts.Seed, i)).String(), "-", "")[:16]
 		} else {
 			dev.UUID = "GPU-" + uuid.NewSHA1(uuidNamespace, fmt.Appendf(nil, "%s/%d", opts.Seed, i)).String()
 		}
@@ -128,6 +127,16 @@ func FromFile(path string, opts Options) (*Simulator, error) {
 
 // Library is the NVML interface the agent's adapter uses.
 func (s *Simulator) Library() nvml.Interface { return s.server }
+
+// Vendor is the vendor of the GPU at index, from its product family.
+func (s *Simulator) Vendor(index int) gpu.Vendor {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if index >= 0 && index < len(s.scenario.GPUs) && s.scenario.GPUs[index].Family == FamilyAMD {
+		return gpu.VendorAMD
+	}
+	return gpu.VendorNVIDIA
+}
 
 // reset applies the scenario's starting load and restarts its timeline. Callers hold mu or own
 // s exclusively.
@@ -314,7 +323,7 @@ func sameGPUs(a, b []GPU) bool {
 		return false
 	}
 	for i := range a {
-		if a[i].UUID != b[i].UUID || a[i].Product != b[i].Product || a[i].MemoryMiB != b[i].MemoryMiB {
+		if a[i].UUID != b[i].UUID || a[i].Family != b[i].Family || a[i].Product != b[i].Product || a[i].MemoryMiB != b[i].MemoryMiB {
 			return false
 		}
 	}
