@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/deviceplugin/amdgpu/amdgputest"
 )
 
 var ctx = context.Background()
@@ -50,7 +51,7 @@ func agentArgs(node string, extra ...string) []string {
 	DeferCleanup(os.RemoveAll, dir)
 	return append([]string{"--node-name=" + node, "--kubeconfig=" + kubeconfig, "--sample-interval=200ms",
 		"--heartbeat-interval=2s", "--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0",
-		"--plugin-dir=" + dir}, extra...)
+		"--plugin-dir=" + dir, "--sysfs-root=" + GinkgoT().TempDir()}, extra...)
 }
 
 // servedAddresses reads the "serving HTTP" log lines for the ports the binary bound.
@@ -120,6 +121,7 @@ var _ = Describe("deviceplugin binary", func() {
 		newNode("cpu-only")
 		s := start(agentArgs("cpu-only")...)
 		Eventually(s.Err).WithTimeout(20 * time.Second).Should(gbytes.Say("libnvidia-ml.so.1 not found"))
+		Eventually(s.Err).WithTimeout(20 * time.Second).Should(gbytes.Say("no NVIDIA or AMD GPU on this node"))
 		Eventually(gpuNode("cpu-only")).WithTimeout(20 * time.Second).Should(And(
 			HaveField("Status.GPUCount", int32(0)), HaveField("Status.LastHeartbeatTime", Not(BeNil())),
 			HaveField("Status.AgentVersion", "dev")))
@@ -132,6 +134,20 @@ var _ = Describe("deviceplugin binary", func() {
 		Expect(body).To(ContainSubstring(`sdfleet_deviceplugin_api_writes_total{node="cpu-only",object="gpunode-status"}`))
 
 		Expect(s.Command.Process.Signal(syscall.SIGTERM)).To(Succeed())
+		Eventually(s).WithTimeout(10 * time.Second).Should(gexec.Exit(0))
+	})
+
+	It("publishes the GPUs of a fake amdgpu sysfs tree with their loads", func() {
+		newNode("amd")
+		tree, err := amdgputest.New(GinkgoT().TempDir(), amdgputest.MI25Node()...)
+		Expect(err).NotTo(HaveOccurred())
+		s := start(agentArgs("amd", "--gpu-source", "amdgpu", "--sysfs-root", tree.Root)...)
+		Eventually(gpuNode("amd")).WithTimeout(20 * time.Second).Should(And(
+			HaveField("Status.GPUCount", int32(4)), HaveField("Status.HealthyGPUs", int32(4)),
+			HaveField("Status.GPUs", ContainElement(And(HaveField("Vendor", sdfleetv1alpha1.GPUVendorAMD),
+				HaveField("ProductName", "Radeon Instinct MI25"), HaveField("ResourceName", "sdfleet.io/gpu-3"),
+				HaveField("MemoryUsedBytes", int64(3)<<30), HaveField("UtilizationPercent", int32(30)))))))
+		s.Terminate()
 		Eventually(s).WithTimeout(10 * time.Second).Should(gexec.Exit(0))
 	})
 
