@@ -66,8 +66,8 @@ func TestChartDefaults(t *testing.T) {
 		t.Errorf("device plugin tolerations = %s, want nvidia.com/gpu", tol)
 	}
 	checkDevicePluginHostAccess(t, dp)
-	if !slices.Contains(args(container(t, dspec)), "--gpu-source=nvml") {
-		t.Errorf("device plugin args %v lack --gpu-source=nvml", args(container(t, dspec)))
+	if !slices.Contains(args(container(t, dspec)), "--gpu-source=auto") {
+		t.Errorf("device plugin args %v lack --gpu-source=auto", args(container(t, dspec)))
 	}
 
 	for _, name := range []string{"sdfleet-manager-metrics", "sdfleet-deviceplugin-metrics"} {
@@ -191,6 +191,26 @@ func TestChartToggles(t *testing.T) {
 			}
 		},
 	}, {
+		name:   "AMD GPU nodes too",
+		values: merge(set("devicePlugin.amd.enabled", true), set("devicePlugin.gpuSource", "amdgpu")),
+		check: func(t *testing.T, r *Rendered) {
+			dp := mustFind(t, r.Objects, "DaemonSet", "sdfleet-deviceplugin")
+			spec := podSpec(t, dp)
+			terms, _, _ := unstructured.NestedSlice(spec, "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms")
+			if got := toJSON(terms); len(terms) != 2 || !strings.Contains(got, `"key":"nvidia.com/gpu.present"`) ||
+				!strings.Contains(got, `"key":"feature.node.kubernetes.io/amd-gpu"`) {
+				t.Errorf("node selector terms = %s, want NVIDIA or AMD GPU nodes", got)
+			}
+			if tol := toJSON(spec["tolerations"]); !strings.Contains(tol, `"key":"amd.com/gpu"`) || !strings.Contains(tol, `"key":"nvidia.com/gpu"`) {
+				t.Errorf("tolerations = %s, want both vendors' taints", tol)
+			}
+			if a := args(container(t, spec)); !slices.Contains(a, "--gpu-source=amdgpu") {
+				t.Errorf("device plugin args %v lack --gpu-source=amdgpu", a)
+			}
+			// Reading sysfs needs neither privilege nor another host path.
+			checkDevicePluginHostAccess(t, dp)
+		},
+	}, {
 		name:   "custom GPU node label",
 		values: set("devicePlugin.gpuNodeLabel", map[string]any{"key": "accelerator", "values": []any{"h100", "l40s"}}),
 		check: func(t *testing.T, r *Rendered) {
@@ -296,6 +316,7 @@ func TestChartValuesSchema(t *testing.T) {
 		{"unknown key", set("manager.replica", 2), "replica"},
 		{"unknown top-level key", set("devicePlugins", map[string]any{}), "devicePlugins"},
 		{"value outside the enum", set("devicePlugin.deviceListStrategy", "magic"), "deviceListStrategy"},
+		{"GPU source outside the enum", set("devicePlugin.gpuSource", "simulated"), "gpuSource"},
 		{"bad duration", set("devicePlugin.sampleInterval", "soon"), "sampleInterval"},
 		{"port out of range", set("manager.metricsPort", 70000), "metricsPort"},
 		{"flag without dashes", set("manager.extraArgs", []any{"verbose"}), "extraArgs"},
