@@ -38,7 +38,7 @@ mkdir -p "$DEMO/out"
 chown 65532:65532 "$DEMO/out" # image pods run as the non-root user 65532
 bin/sdgen testmodel --size tiny --layout diffusers --out "$DEMO/models/tiny" >/dev/null
 
-say "Installing sdfleet with four simulated GPUs at 45%, 10%, 70% and 25% memory load"
+say "Installing sdfleet with four simulated GPUs, three NVIDIA and one AMD, at 45%, 10%, 70% and 25% memory load"
 cat > "$DEMO/gpus.yaml" <<'YAML'
 simulate:
   scenario:
@@ -46,7 +46,7 @@ simulate:
       - {product: NVIDIA H100 80GB HBM3, memoryMiB: 81920, memoryUsedPercent: 45, utilizationPercent: 60}
       - {product: NVIDIA H100 80GB HBM3, memoryMiB: 81920, memoryUsedPercent: 10, utilizationPercent: 5}
       - {product: NVIDIA L40S, memoryMiB: 46068, memoryUsedPercent: 70, utilizationPercent: 90}
-      - {product: NVIDIA L40S, memoryMiB: 46068, memoryUsedPercent: 25, utilizationPercent: 20}
+      - {family: amd, product: AMD Instinct MI210, memoryMiB: 65536, memoryUsedPercent: 25, utilizationPercent: 20}
 YAML
 "$HELM" upgrade --install sdfleet charts/sdfleet --namespace sdfleet-system --create-namespace \
   --values hack/cluster/sdfleet-values.yaml --values "$DEMO/gpus.yaml" --wait --timeout 3m >/dev/null

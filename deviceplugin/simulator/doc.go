@@ -1,7 +1,7 @@
 // Package simulator provides simulated GPUs for clusters and CI without hardware. It builds a
 // go-nvml mock server (the same kind as go-nvml's dgxh100 server) whose memory, utilization,
-// temperature, power and event queries follow a YAML scenario: the GPUs (product, memory, UUID,
-// starting load), a timeline of load changes, and failure injection (an Xid or a double-bit ECC
+// temperature, power and event queries follow a YAML scenario: the GPUs (product family nvidia
+// or amd, product, memory, UUID, starting load), a timeline of load changes, and failure injection (an Xid or a double-bit ECC
 // error at a time, NVML query errors, recovery). The node agent reads it through the very NVML
 // adapter it uses on real GPUs.
 //

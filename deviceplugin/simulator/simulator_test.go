@@ -69,7 +69,7 @@ func newSim(t *testing.T, text string) (*simulator.Simulator, *gpu.NVML, *fakeCl
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	src, err := gpu.OpenNVML(sim.Library(), gpu.NVMLOptions{Simulated: true, EventWait: 10 * time.Millisecond, Log: logr.Discard()})
+	src, err := gpu.OpenNVML(sim.Library(), gpu.NVMLOptions{Simulated: true, VendorOf: sim.Vendor, EventWait: 10 * time.Millisecond, Log: logr.Discard()})
 	if err != nil {
 		t.Fatalf("OpenNVML on the simulator: %v", err)
 	}
@@ -135,6 +135,20 @@ func TestDefaultUUIDsAreStablePerSeed(t *testing.T) {
 	}
 }
 
+func TestAMDFamily(t *testing.T) {
+	g := NewWithT(t)
+	sim, src, _ := newSim(t, "gpus: [{}, {family: amd, memoryUsedPercent: 25}, {family: amd, product: Radeon Pro V620, memoryMiB: 32768}]")
+	devs := src.Devices()
+	g.Expect(devs).To(HaveLen(3))
+	g.Expect(devs[0]).To(And(HaveField("Vendor", gpu.VendorNVIDIA), HaveField("Product", simulator.DefaultProduct)))
+	g.Expect(devs[1]).To(And(HaveField("Vendor", gpu.VendorAMD), HaveField("Product", simulator.DefaultAMDProduct),
+		HaveField("MemoryTotalBytes", uint64(simulator.DefaultAMDMemoryMiB*mib)), HaveField("UUID", MatchRegexp(`^GPU-[0-9a-f]{16}$`)),
+		HaveField("RenderNode", ""))) // simulated: no device node to give a container
+	g.Expect(devs[2]).To(And(HaveField("Vendor", gpu.VendorAMD), HaveField("Product", "Radeon Pro V620"), HaveField("MemoryTotalBytes", uint64(32768*mib))))
+	g.Expect(src.Sample()[1].MemoryUsedBytes).To(Equal(uint64(simulator.DefaultAMDMemoryMiB * mib / 4)))
+	g.Expect(sim.Vendor(7)).To(Equal(gpu.VendorNVIDIA), "an index out of range is no AMD GPU")
+}
+
 func TestRepeatEvery(t *testing.T) {
 	sim, src, clock := newSim(t, `
 gpus: [{memoryMiB: 100}]
@@ -163,6 +177,8 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"gpus: [{}]\ntimeline: [{at: 1s, utilizationPercent: 101}]", "timeline[0].utilizationPercent: 101"},
 		{"gpus: [{}]\nrepeatEvery: 1s\ntimeline: [{at: 5s}]", "repeatEvery: 1s must be longer"},
 		{"gpus: [{colour: red}]", "colour"},
+		{"gpus: [{family: intel}]", `gpus[0].family: "intel" is not nvidia or amd`},
+		{"gpus: [{family: amd, memoryUsedMiB: 70000}]", "gpus[0].memoryUsedMiB: 70000 exceeds the GPU's 65536 MiB"},
 	}
 	for _, tc := range tests {
 		_, err := simulator.Parse([]byte(tc.text))
