@@ -29,10 +29,10 @@ func fakeSysfs(cards []amdgputest.Card) *amdgputest.Tree {
 }
 
 var _ = Describe("Node agent with AMD GPUs", func() {
-	It("publishes an MI25 node's four GPUs with their loads, follows a load change and exports the same metrics", func() {
+	It("finds an MI25 node's four GPUs with --gpu-source=auto, publishes their loads, follows a change and exports the same metrics", func() {
 		node := newNode()
 		tr := fakeSysfs(amdgputest.MI25Node())
-		r := startAgent(node.Name, "", "--gpu-source=amdgpu", "--sysfs-root="+tr.Root)
+		r := startAgent(node.Name, "", "--sysfs-root="+tr.Root) // auto is the default: no libnvidia-ml here, AMD GPUs in sysfs
 
 		Eventually(gpuNode(node.Name)).Should(HaveField("Status.GPUCount", int32(4)))
 		st := gpuNode(node.Name)(Default).Status
