@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	. "github.com/onsi/gomega"
 
 	"github.com/sdfleet/sdfleet/deviceplugin/amdgpu"
@@ -70,6 +71,12 @@ func TestDiscoveryOfAnMI25Node(t *testing.T) {
 func TestDiscoveryOfAnMI210NodeAndSelection(t *testing.T) {
 	g := NewWithT(t)
 	tr := tree(t, append(amdgputest.MI210Node(), amdgputest.Card{Card: 2, PCI: "0000:c2:00.0", DeviceID: 0x7777, VRAMTotalBytes: 8 * gib, NoKFD: true}))
+	var logged []string
+	log := funcr.New(func(prefix, args string) { logged = append(logged, args) }, funcr.Options{})
+	_, err := amdgpu.Open(amdgpu.Options{SysfsRoot: tr.Root, Log: log})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(logged).To(ConsistOf(And(ContainSubstring("has no KFD node"), ContainSubstring(`"pci"="0000:c2:00.0"`))),
+		"only the GPU missing from the KFD topology is reported; the MI210's KFD node is found by its PCI location")
 	devs := open(t, tr).Devices()
 	g.Expect(devs).To(HaveLen(2))
 	g.Expect(devs[0]).To(Equal(gpu.Info{Index: 0, UUID: "GPU-8fd5a2c3b1e04a67", Vendor: gpu.VendorAMD, Product: "AMD Instinct MI210",
@@ -81,7 +88,7 @@ func TestDiscoveryOfAnMI210NodeAndSelection(t *testing.T) {
 		g.Expect(got).To(HaveLen(1), sel)
 		g.Expect(got[0].Index).To(Equal(1), "a selected GPU keeps its index")
 	}
-	_, err := amdgpu.Open(amdgpu.Options{SysfsRoot: tr.Root, Visible: []string{"0", "GPU-nope"}})
+	_, err = amdgpu.Open(amdgpu.Options{SysfsRoot: tr.Root, Visible: []string{"0", "GPU-nope"}})
 	g.Expect(err).To(MatchError(ContainSubstring(`visible GPU "GPU-nope" matches no AMD GPU`)))
 }
 
@@ -165,6 +172,25 @@ func TestProductNamesOfTheSupportedGPUs(t *testing.T) {
 		devs := open(t, tr).Devices()
 		if len(devs) != 1 || !strings.EqualFold(devs[0].Product, tc.want) {
 			t.Errorf("device 0x%04x: got %+v, want product %q", tc.id, devs, tc.want)
+		}
+	}
+}
+
+// BenchmarkSample is one sampling round of an MI25 node's four GPUs: the agent's cost per
+// --sample-interval.
+func BenchmarkSample(b *testing.B) {
+	tr, err := amdgputest.New(b.TempDir(), amdgputest.MI25Node()...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := amdgpu.Open(amdgpu.Options{SysfsRoot: tr.Root})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if samples := s.Sample(); len(samples) != 4 || samples[0].Err != nil {
+			b.Fatalf("samples: %+v", samples)
 		}
 	}
 }
