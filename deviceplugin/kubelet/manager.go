@@ -181,15 +181,19 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-ticker.C:
 		case <-m.crashed:
 		}
-		if err := m.restartDead(ctx, current != nil); err != nil {
+		failed, err := m.restartDead(ctx, current != nil)
+		if err != nil {
 			return err
+		}
+		if failed {
+			current = nil // register everything again on the next round
 		}
 	}
 }
 
 // restartDead restarts every plugin whose server died, within the crash budget, and registers
-// it again when the kubelet is there.
-func (m *Manager) restartDead(ctx context.Context, kubeletUp bool) error {
+// it again when the kubelet is there; failed says that a registration failed.
+func (m *Manager) restartDead(ctx context.Context, kubeletUp bool) (failed bool, err error) {
 	for _, p := range m.plugins {
 		died := p.died()
 		if died == nil {
@@ -199,26 +203,26 @@ func (m *Manager) restartDead(ctx context.Context, kubeletUp bool) error {
 		m.crashes = slices.DeleteFunc(m.crashes, func(t time.Time) bool { return now.Sub(t) >= m.opts.CrashWindow })
 		m.crashes = append(m.crashes, now)
 		if len(m.crashes) > m.opts.MaxCrashes {
-			return fmt.Errorf("the plugin servers died %d times within %s, more than the %d restarts allowed; last, %s: %w",
+			return false, fmt.Errorf("the plugin servers died %d times within %s, more than the %d restarts allowed; last, %s: %w",
 				len(m.crashes), m.opts.CrashWindow, m.opts.MaxCrashes, p.gpu.ResourceName, died)
 		}
 		m.opts.Log.Error(died, "device plugin server died; restarting it", "resource", p.gpu.ResourceName,
 			"crashes", len(m.crashes), "window", m.opts.CrashWindow.String(), "maxCrashes", m.opts.MaxCrashes)
 		p.stop()
 		if err := p.start(m.crashed); err != nil {
-			return err
+			return false, err
 		}
 		m.restarts.Add(1)
 		if !kubeletUp {
 			continue // registered with the rest when the kubelet comes
 		}
 		if err := m.register(ctx, p); err != nil {
-			// The next kubelet check registers everything again.
 			m.opts.Log.Error(err, "registration after a restart failed; retrying", "resource", p.gpu.ResourceName)
 			m.setRegistered(false)
+			failed = true
 		}
 	}
-	return nil
+	return failed, nil
 }
 
 // sameSocket says whether two stats are of the same kubelet.sock. A re-created socket may get
