@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/controllers/podcontract"
 	sdtesting "github.com/sdfleet/sdfleet/controllers/testing"
 )
 
@@ -46,8 +47,8 @@ var _ = Describe("Failures", func() {
 			Eventually(jobStatus(ns, "retry")).Should(And(HaveField("Phase", sdfleetv1alpha1.JobPhaseComplete),
 				HaveField("Succeeded", int32(1))))
 		},
-		Entry("exit 4: out of GPU memory", int32(4), "OOM"),
-		Entry("exit 5: device error", int32(5), "a device error"),
+		Entry("exit 71: out of GPU memory", int32(podcontract.ExitOutOfMemory), "OOM"),
+		Entry("exit 69: device error", int32(podcontract.ExitDeviceError), "a device error"),
 	)
 
 	It("keeps a job going when one GPU fails part-way, and never returns an image to it", func() {
@@ -58,7 +59,7 @@ var _ = Describe("Failures", func() {
 		var failed []string
 		for _, p := range pods {
 			if gpu(p) == bad {
-				failPod(ns, p.Name, 5, "XID 79")
+				failPod(ns, p.Name, podcontract.ExitDeviceError, "XID 79")
 				failed = append(failed, p.Name)
 			} else {
 				succeedPod(ns, p.Name)
@@ -87,14 +88,14 @@ var _ = Describe("Failures", func() {
 		twoGPUs()
 		Expect(k8s.Create(suiteCtx, sdtesting.MakeJob("invalid", ns).Images(2).Obj())).To(Succeed())
 		eventuallyActivePods(ns, "invalid", 2)
-		failPod(ns, "invalid-0", 2, `{"error":"--width 500 is not a multiple of 8"}`)
+		failPod(ns, "invalid-0", podcontract.ExitInvalidInput, `{"error":"--width 500 is not a multiple of 8"}`)
 		succeedPod(ns, "invalid-1")
 		Eventually(jobStatus(ns, "invalid")).Should(And(HaveField("Failed", int32(1)), HaveField("FailedIndexes", "0"),
 			HaveField("Succeeded", int32(1)), HaveField("Phase", sdfleetv1alpha1.JobPhaseComplete)))
 		status := jobStatus(ns, "invalid")()
 		Expect(conditionReason(status, sdfleetv1alpha1.JobComplete)).To(Equal("True/CompletedWithFailures"))
 		Expect(status.Images).To(ContainElement(And(HaveField("Index", int32(0)), HaveField("Phase", sdfleetv1alpha1.ImageFailed),
-			HaveField("Attempts", int32(1)), HaveField("Message", ContainSubstring("invalid input (exit code 2)")))))
+			HaveField("Attempts", int32(1)), HaveField("Message", ContainSubstring("invalid input (exit code 65)")))))
 		Expect(jobPods(ns, "invalid")).To(HaveLen(2), "an invalid image is not retried")
 	})
 
@@ -102,7 +103,7 @@ var _ = Describe("Failures", func() {
 		twoGPUs()
 		Expect(k8s.Create(suiteCtx, sdtesting.MakeJob("model", ns).Images(3).Obj())).To(Succeed())
 		eventuallyActivePods(ns, "model", 3)
-		failPod(ns, "model-1", 3, `{"error":"model.safetensors: no UNet tensors"}`)
+		failPod(ns, "model-1", podcontract.ExitModelError, `{"error":"model.safetensors: no UNet tensors"}`)
 		Eventually(jobStatus(ns, "model")).Should(HaveField("Phase", sdfleetv1alpha1.JobPhaseFailed))
 		status := jobStatus(ns, "model")()
 		Expect(conditionReason(status, sdfleetv1alpha1.JobFailed)).To(Equal("True/ModelError"))
@@ -169,13 +170,17 @@ var _ = Describe("Failures", func() {
 			ContainElement(ContainSubstring("XID 48"))))
 	})
 
-	It("takes the log tail when the inference binary died before writing its result", func() {
+	It("retries a Go runtime crash (exit 2) and takes the log tail when the binary died before writing its result", func() {
 		createGPUNode(sdtesting.MakeGPUNode(node).GPU(0, 0, 24, 8).Obj())
-		Expect(k8s.Create(suiteCtx, sdtesting.MakeJob("crash", ns).Images(1).BackoffLimit(0).Obj())).To(Succeed())
+		Expect(k8s.Create(suiteCtx, sdtesting.MakeJob("crash", ns).Images(1).BackoffLimit(1).Obj())).To(Succeed())
 		eventuallyActivePods(ns, "crash", 1)
-		failPod(ns, "crash-0", 2, "fatal error: bad prompt encoding\n"+strings.Repeat("x", 2000))
+		crashLog := "fatal error: runtime: out of memory\n" + strings.Repeat("x", 2000)
+		failPod(ns, "crash-0", 2, crashLog)
+		Expect(eventuallyActivePods(ns, "crash", 1)[0].Name).To(Equal("crash-0-r1"), "a crash is not a verdict on the image")
+		failPod(ns, "crash-0-r1", 2, crashLog)
 		Eventually(jobStatus(ns, "crash")).Should(HaveField("Images", ConsistOf(And(
-			HaveField("Phase", sdfleetv1alpha1.ImageFailed),
-			HaveField("Message", And(ContainSubstring("bad prompt encoding"), HaveLen(1024)))))))
+			HaveField("Phase", sdfleetv1alpha1.ImageFailed), HaveField("Attempts", int32(2)),
+			HaveField("Message", And(ContainSubstring("gave up after 2 failed attempts"),
+				ContainSubstring("runtime: out of memory"), HaveLen(podcontract.MaxMessageLength)))))))
 	})
 })

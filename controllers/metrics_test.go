@@ -6,6 +6,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/sdfleet/sdfleet/controllers/podcontract"
 	sdtesting "github.com/sdfleet/sdfleet/controllers/testing"
 )
 
@@ -57,7 +58,7 @@ var _ = Describe("Metrics", func() {
 		firstGPU := first.Annotations[AnnotationGPUUUID]
 		Expect(metricValue("sdfleet_placement_decisions_total",
 			map[string]string{"node": node, "UUID": firstGPU, "policy": "Pinned"})).To(Equal(1.0))
-		failPod(ns, first.Name, 4, "")
+		failPod(ns, first.Name, podcontract.ExitOutOfMemory, "")
 		retry := eventuallyActivePods(ns, "m", 1)[0]
 		Expect(metricValue("sdfleet_image_retries_total", map[string]string{"reason": "OutOfMemory"})).To(Equal(oomBefore + 1))
 		succeedPod(ns, retry.Name)

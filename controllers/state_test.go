@@ -83,10 +83,12 @@ func TestReadPod(t *testing.T) {
 		failure podcontract.Failure
 	}{
 		{"success", terminatedPod(0, sdtesting.SuccessMessage(terminatedPod(0, ""), 10, "cpu")), podSucceeded, ""},
-		{"invalid input", terminatedPod(2, "bad"), podFailed, podcontract.FailureInvalidInput},
-		{"model", terminatedPod(3, "bad"), podFailed, podcontract.FailureModel},
-		{"oom", terminatedPod(4, ""), podFailed, podcontract.FailureOutOfMemory},
-		{"device", terminatedPod(5, ""), podFailed, podcontract.FailureDevice},
+		{"usage", terminatedPod(podcontract.ExitUsage, "bad"), podFailed, podcontract.FailureInvalidInput},
+		{"invalid input", terminatedPod(podcontract.ExitInvalidInput, "bad"), podFailed, podcontract.FailureInvalidInput},
+		{"model", terminatedPod(podcontract.ExitModelError, "bad"), podFailed, podcontract.FailureModel},
+		{"oom", terminatedPod(podcontract.ExitOutOfMemory, ""), podFailed, podcontract.FailureOutOfMemory},
+		{"device", terminatedPod(podcontract.ExitDeviceError, ""), podFailed, podcontract.FailureDevice},
+		{"go runtime crash", terminatedPod(2, "fatal error: runtime: out of memory"), podFailed, podcontract.FailureOther},
 		{"other", terminatedPod(139, ""), podFailed, podcontract.FailureOther},
 		{"evicted", evicted, podLost, ""},
 		{"deleted while running", deleting, podLost, ""},

@@ -6,6 +6,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/controllers/podcontract"
 )
 
 // Reasons of the job's conditions.
@@ -168,6 +169,8 @@ func imageDetail(job *sdfleetv1alpha1.ImageGenerationJob, img *imageState, prev 
 	if d.StartTime == nil && prev != nil && prev.PodName == d.PodName {
 		d.StartTime = prev.StartTime
 	}
+	// The prefixes above may take a message past what the API stores.
+	d.Message = podcontract.Truncate(d.Message, podcontract.MaxMessageLength)
 	return d
 }
 
