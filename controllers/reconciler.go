@@ -257,13 +257,6 @@ func (r *ImageGenerationJobReconciler) sync(ctx context.Context, s *syncState) e
 		return r.handleTTL(ctx, s)
 	}
 
-	if len(job.Name)+maxPodNameSuffix > maxPodNameLength {
-		msg := fmt.Sprintf("metadata.name is %d characters long; image pods are named <name>-<index>-r<n>, so it "+
-			"must be at most %d characters", len(job.Name), maxPodNameLength-maxPodNameSuffix)
-		r.fail(s, ReasonInvalidSpec, msg)
-		return nil
-	}
-
 	var failReason, failMessage string
 	suspended := job.Spec.Suspend != nil && *job.Spec.Suspend
 	switch {

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
 	"github.com/sdfleet/sdfleet/controllers/podcontract"
@@ -234,5 +235,14 @@ func TestBuildPodHostPathsStayClean(t *testing.T) {
 	}
 	if pod.Spec.Affinity != nil || pod.Annotations[AnnotationDevice] != DeviceCPU {
 		t.Errorf("CPU pod pinned to a node or mislabelled: %+v %v", pod.Spec.Affinity, pod.Annotations)
+	}
+}
+
+// The API server refuses a job name longer than MaxJobNameLength so that every pod name fits.
+func TestLongestJobNameNamesItsPods(t *testing.T) {
+	name := strings.Repeat("a", sdfleetv1alpha1.MaxJobNameLength)
+	pod := PodName(name, sdfleetv1alpha1.MaxImages-1, 99)
+	if errs := validation.IsDNS1123Subdomain(pod); len(errs) > 0 {
+		t.Errorf("pod name of the longest job (%d characters): %v", len(pod), errs)
 	}
 }

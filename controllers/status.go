@@ -23,7 +23,6 @@ const (
 	ReasonTooManyFailedImages   = "TooManyFailedImages"
 	ReasonAllImagesFailed       = "AllImagesFailed"
 	ReasonDeadlineExceeded      = "DeadlineExceeded"
-	ReasonInvalidSpec           = "InvalidSpec"
 	ReasonFinished              = "Finished"
 )
 
