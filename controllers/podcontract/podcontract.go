@@ -147,6 +147,9 @@ const (
 	FailureDevice Failure = "DeviceError"
 	// FailureOther: retried.
 	FailureOther Failure = "Error"
+	// FailureNoResult: sdgen exited 0 but left no valid Result, so the image may not be
+	// written: retried.
+	FailureNoResult Failure = "NoResult"
 )
 
 // Classify maps an exit code of sdgen to its failure class. Every code sdgen does not choose
@@ -170,7 +173,7 @@ func Classify(exitCode int32) Failure {
 
 // Retriable reports whether an image that failed with f may run again.
 func (f Failure) Retriable() bool {
-	return f == FailureOutOfMemory || f == FailureDevice || f == FailureOther
+	return f == FailureOutOfMemory || f == FailureDevice || f == FailureOther || f == FailureNoResult
 }
 
 // CleanRelative turns a path inside a volume into a clean relative path that cannot leave the
