@@ -291,8 +291,8 @@ type ImageGenerationJobSpec struct {
 	// +kubebuilder:default=false
 	Suspend *bool `json:"suspend,omitempty"`
 
-	// activeDeadlineSeconds is how long the job may run, counted from its start, before it is
-	// marked Failed and its active pods are stopped.
+	// activeDeadlineSeconds is how long the job may run, counted from status.startTime, before
+	// it is marked Failed and its active pods are stopped. Time spent suspended does not count.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	ActiveDeadlineSeconds *int64 `json:"activeDeadlineSeconds,omitempty"`
@@ -529,7 +529,8 @@ type ImageGenerationJobStatus struct {
 	// +kubebuilder:validation:MaxItems=256
 	Images []ImageStatus `json:"images,omitempty"`
 
-	// startTime is when the controller first acted on the job.
+	// startTime is when the controller started the job, or last resumed it: it is cleared
+	// while the job is suspended, as for a batch/v1 Job.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
 
