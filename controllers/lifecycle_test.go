@@ -1,17 +1,26 @@
 package controllers
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
 	sdtesting "github.com/sdfleet/sdfleet/controllers/testing"
+	"github.com/sdfleet/sdfleet/test/envtest"
 )
 
 var _ = Describe("Lifecycle", func() {
@@ -82,6 +91,57 @@ var _ = Describe("Lifecycle", func() {
 		Eventually(func() []corev1.Pod { return jobPods(ns, "brief") }).Should(BeEmpty())
 	})
 
+	It("does not count time spent suspended against activeDeadlineSeconds", func() {
+		const deadline = 3
+		Expect(k8s.Create(suiteCtx, sdtesting.MakeJob("nap", ns).Images(1).ActiveDeadline(deadline).Obj())).To(Succeed())
+		eventuallyActivePods(ns, "nap", 1)
+		setSuspend("nap", true)
+		Eventually(jobStatus(ns, "nap")).Should(And(HaveField("Phase", sdfleetv1alpha1.JobPhaseSuspended),
+			HaveField("StartTime", BeNil())))
+		// Suspended for longer than the deadline.
+		Consistently(func() sdfleetv1alpha1.JobPhase { return jobStatus(ns, "nap")().Phase }, (deadline+1)*time.Second).
+			Should(Equal(sdfleetv1alpha1.JobPhaseSuspended))
+
+		resumed := metav1.Now().Rfc3339Copy()
+		setSuspend("nap", false)
+		pod := eventuallyActivePods(ns, "nap", 1)[0]
+		Expect(pod.Name).To(HavePrefix("nap-0"))
+		Eventually(func() *metav1.Time { return jobStatus(ns, "nap")().StartTime }).Should(
+			Satisfy(func(t *metav1.Time) bool { return t != nil && !t.Before(&resumed) }),
+			"the deadline's clock starts again on resume")
+		Expect(jobStatus(ns, "nap")().Phase).NotTo(Equal(sdfleetv1alpha1.JobPhaseFailed))
+	})
+
+	It("keeps the completion event of a job that ttlSecondsAfterFinished: 0 deletes at once", func() {
+		Expect(k8s.Create(suiteCtx, sdtesting.MakeJob("instant", ns).Images(1).TTL(0).Obj())).To(Succeed())
+		pod := eventuallyActivePods(ns, "instant", 1)[0]
+		succeedPod(ns, pod.Name)
+		Eventually(func() bool {
+			return isNotFound(k8s.Get(suiteCtx, types.NamespacedName{Namespace: ns, Name: "instant"}, &sdfleetv1alpha1.ImageGenerationJob{}))
+		}).Should(BeTrue())
+		Eventually(jobEvents).WithArguments(ns, "instant").Should(HaveKeyWithValue(ReasonCompleted,
+			ContainElement(HavePrefix("Completed 1/1 images"))))
+	})
+
+	It("stops, rather than generating finished images again, when the status's index ranges do not parse", func() {
+		Expect(k8s.Create(suiteCtx, sdtesting.MakeJob("garbled", ns).Images(2).Obj())).To(Succeed())
+		eventuallyActivePods(ns, "garbled", 2)
+		succeedPod(ns, "garbled-0")
+		Eventually(jobStatus(ns, "garbled")).Should(HaveField("CompletedIndexes", "0"))
+		Eventually(func() error {
+			job := getJob(ns, "garbled")
+			job.Status.CompletedIndexes = "0-7"
+			return k8s.Status().Update(suiteCtx, job)
+		}).Should(Succeed())
+		// Finished pods are not kept forever; the status is what remembers that image 0 is done.
+		Expect(k8s.Delete(suiteCtx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "garbled-0"}})).To(Succeed())
+
+		Eventually(jobEvents).WithArguments(ns, "garbled").Should(HaveKeyWithValue(ReasonInvalidStatus,
+			ContainElement(ContainSubstring(`status.completedIndexes "0-7": index range "0-7": index 7 is outside [0, 2)`))))
+		Consistently(func() []string { return podNames(jobPods(ns, "garbled")) }, time.Second).Should(ConsistOf("garbled-1"))
+		Expect(jobStatus(ns, "garbled")().CompletedIndexes).To(Equal("0-7"), "the status is left for a person to correct")
+	})
+
 	It("removes the pods of a deleted job", func() {
 		Expect(k8s.Create(suiteCtx, sdtesting.MakeJob("gone", ns).Images(3).Obj())).To(Succeed())
 		pods := eventuallyActivePods(ns, "gone", 3)
@@ -111,6 +171,23 @@ var _ = Describe("Lifecycle", func() {
 
 		Expect(k8s.Create(suiteCtx, claim(ns, "weights"))).To(Succeed())
 		eventuallyActivePods(ns, "novol", 2)
+	})
+
+	It("logs a failed lookup of the jobs that name a new claim instead of dropping it silently", func() {
+		c, err := client.NewWithWatch(env.Config, client.Options{Scheme: envtest.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		failing := interceptor.NewClient(c, interceptor.Funcs{
+			List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+				return errors.New("the cache is not started")
+			},
+		})
+		var logged strings.Builder
+		ctx := logf.IntoContext(suiteCtx, funcr.New(func(prefix, args string) { logged.WriteString(prefix + " " + args + "\n") },
+			funcr.Options{}))
+		r := NewReconciler(failing, nil, Config{})
+		Expect(r.jobsNamingClaim(ctx, claim(ns, "weights"))).To(BeEmpty())
+		Expect(logged.String()).To(And(ContainSubstring("cannot list the ImageGenerationJobs"),
+			ContainSubstring("the cache is not started"), ContainSubstring(`"persistentVolumeClaim"="weights"`)))
 	})
 
 	It("is restart-safe: a new manager mid-way through 50 images creates no duplicate and loses no image", func() {

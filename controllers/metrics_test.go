@@ -6,6 +6,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/sdfleet/sdfleet/controllers/podcontract"
 	sdtesting "github.com/sdfleet/sdfleet/controllers/testing"
 )
 
@@ -55,11 +56,15 @@ var _ = Describe("Metrics", func() {
 		Expect(k8s.Create(suiteCtx, sdtesting.MakeJob("m", ns).Images(1).PinnedGPU(node, uuid0).PinnedGPU(node, uuid1).Obj())).To(Succeed())
 		first := eventuallyActivePods(ns, "m", 1)[0]
 		firstGPU := first.Annotations[AnnotationGPUUUID]
-		Expect(metricValue("sdfleet_placement_decisions_total",
-			map[string]string{"node": node, "UUID": firstGPU, "policy": "Pinned"})).To(Equal(1.0))
-		failPod(ns, first.Name, 4, "")
+		// The pod can be seen before the reconcile that created it counts it.
+		Eventually(func() float64 {
+			return metricValue("sdfleet_placement_decisions_total", map[string]string{"node": node, "UUID": firstGPU, "policy": "Pinned"})
+		}).Should(Equal(1.0))
+		failPod(ns, first.Name, podcontract.ExitOutOfMemory, "")
 		retry := eventuallyActivePods(ns, "m", 1)[0]
-		Expect(metricValue("sdfleet_image_retries_total", map[string]string{"reason": "OutOfMemory"})).To(Equal(oomBefore + 1))
+		Eventually(func() float64 {
+			return metricValue("sdfleet_image_retries_total", map[string]string{"reason": "OutOfMemory"})
+		}).Should(Equal(oomBefore + 1))
 		succeedPod(ns, retry.Name)
 		Eventually(func() float64 {
 			return metricValue("sdfleet_image_duration_seconds", map[string]string{"UUID": retry.Annotations[AnnotationGPUUUID]})

@@ -40,12 +40,6 @@ const (
 	DeviceCPU = "cpu"
 )
 
-// maxPodNameSuffix is the longest suffix added to a job's name: "-9999-r99".
-const maxPodNameSuffix = len("-9999-r99")
-
-// maxPodNameLength is the longest valid pod name (a DNS subdomain).
-const maxPodNameLength = 253
-
 // PodName is the deterministic name of the seq-th pod of image index of job: <job>-<index> for
 // the first, <job>-<index>-r<seq> for the next ones. Deterministic names make a repeated
 // creation fail with AlreadyExists instead of running an image twice.

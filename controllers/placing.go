@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -59,6 +60,7 @@ func gpuHealth(nodes map[string]*sdfleetv1alpha1.GPUNode, node, uuid string) (bo
 func (r *ImageGenerationJobReconciler) replaceOnUnhealthyGPUs(ctx context.Context, s *syncState,
 	nodes map[string]*sdfleetv1alpha1.GPUNode) error {
 	var errs []error
+	replaced := 0
 	for _, img := range s.st.byIndex {
 		p := img.current
 		if p == nil || p.kind != podPending || !p.observed || p.gpuUUID == "" {
@@ -75,7 +77,14 @@ func (r *ImageGenerationJobReconciler) replaceOnUnhealthyGPUs(ctx context.Contex
 		p.kind = podLost
 		p.message = "placed again before it ran: " + why
 		img.evaluate(backoffLimit(s.job))
-		s.event(corev1.EventTypeWarning, "Replacing", "Place", "Placing image %d again: %s before it ran", img.index, why)
+		if replaced < r.cfg.MaxPlacementEvents {
+			s.event(corev1.EventTypeWarning, "Replacing", "Place", "Placing image %d again: %s before it ran", img.index, why)
+		}
+		replaced++
+	}
+	if more := replaced - r.cfg.MaxPlacementEvents; more > 0 {
+		s.event(corev1.EventTypeWarning, "Replacing", "Place",
+			"Placing %d more images again: their GPUs turned unhealthy or went away before they ran", more)
 	}
 	s.st.refresh()
 	return errors.Join(errs...)
@@ -335,13 +344,16 @@ func memoryPerImage(job *sdfleetv1alpha1.ImageGenerationJob) int64 {
 	return 2*GiB + GiB*w*h/(512*512)
 }
 
-// createPods creates the planned pods in parallel. AlreadyExists counts as success: the pod
-// of that name is this controller's earlier creation. It returns how many pods exist now.
+// createPods creates the planned pods in parallel. AlreadyExists counts as success when the
+// pod of that name is this job's (an earlier creation the cache had not shown yet); a pod of
+// that name that the job does not control is reported and left alone. It returns how many
+// pods exist now.
 func (r *ImageGenerationJobReconciler) createPods(ctx context.Context, s *syncState, plans []newPod) int {
 	log := logf.FromContext(ctx)
 	var mu sync.Mutex
 	var errs []error
 	created := make([]bool, len(plans))
+	taken := make([]bool, len(plans))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.cfg.CreateConcurrency)
 	for k := range plans {
@@ -353,11 +365,24 @@ func (r *ImageGenerationJobReconciler) createPods(ctx context.Context, s *syncSt
 			case err == nil:
 				created[k] = true
 			case apierrors.IsAlreadyExists(err):
-				// Our own earlier creation, which the cache had not shown when this reconcile
-				// read it. The informer records the real pod from its annotations (or already
-				// did, and saw it finish): this reservation would only be a phantom.
+				// Either our own earlier creation, which the cache had not shown when this
+				// reconcile read it (the informer records the real pod from its annotations, or
+				// already did and saw it finish: this reservation would only be a phantom), or
+				// somebody else's pod.
 				r.ledger.Release(client.ObjectKeyFromObject(pod))
-				created[k] = true
+				ours, err := r.controlsPod(gctx, s.job, client.ObjectKeyFromObject(pod))
+				mu.Lock()
+				switch {
+				case err != nil:
+					errs = append(errs, fmt.Errorf("create pod %s for image %d: it exists, but %w", pod.Name, plan.index, err))
+				case ours:
+					created[k] = true
+				default:
+					taken[k] = true
+					errs = append(errs, fmt.Errorf("create pod %s for image %d: a pod of that name exists and is not "+
+						"controlled by ImageGenerationJob %s (UID %s)", pod.Name, plan.index, s.key, s.job.UID))
+				}
+				mu.Unlock()
 			default:
 				r.ledger.Release(client.ObjectKeyFromObject(pod))
 				mu.Lock()
@@ -370,9 +395,21 @@ func (r *ImageGenerationJobReconciler) createPods(ctx context.Context, s *syncSt
 	_ = g.Wait()
 
 	n, events := 0, 0
-	placedElsewhere := 0
+	placedElsewhere, retried, takenNames := 0, 0, 0
 	for k, plan := range plans {
 		img := s.st.image(plan.index)
+		if taken[k] {
+			name := PodName(s.job.Name, plan.index, plan.seq)
+			img.waiting = fmt.Sprintf("pod %s already exists and this job does not control it; the image waits "+
+				"until that pod is deleted", name)
+			if takenNames < r.cfg.MaxPlacementEvents {
+				s.event(corev1.EventTypeWarning, ReasonPodNameTaken, "Create",
+					"Cannot create pod %s for image %d: a pod of that name exists and this job does not control it; "+
+						"it is left alone, and the image waits until it is deleted", name, plan.index)
+			}
+			takenNames++
+			continue
+		}
 		if !created[k] {
 			img.waiting = "could not create its pod; retrying"
 			continue
@@ -413,8 +450,11 @@ func (r *ImageGenerationJobReconciler) createPods(ctx context.Context, s *syncSt
 			if containsString(img.failedGPUs, plan.place.GPUUUID) {
 				where = "on a GPU it failed on before (no other has room)"
 			}
-			s.event(corev1.EventTypeNormal, "Retrying", "Place", "Retrying image %d %s after %s%s: now on %s GPU %d (%s)",
-				plan.index, where, retryWords(plan.retryWhy), failedOn, plan.place.Node, plan.place.GPUIndex, plan.place.GPUUUID)
+			if retried < r.cfg.MaxPlacementEvents {
+				s.event(corev1.EventTypeNormal, "Retrying", "Place", "Retrying image %d %s after %s%s: now on %s GPU %d (%s)",
+					plan.index, where, retryWords(plan.retryWhy), failedOn, plan.place.Node, plan.place.GPUIndex, plan.place.GPUUUID)
+			}
+			retried++
 		case events < r.cfg.MaxPlacementEvents:
 			s.event(corev1.EventTypeNormal, "Placed", "Place", "Placed image %d on %s GPU %d (%s) at %d%% memory",
 				plan.index, plan.place.Node, plan.place.GPUIndex, plan.place.GPUUUID, plan.place.LoadPercent)
@@ -426,6 +466,13 @@ func (r *ImageGenerationJobReconciler) createPods(ctx context.Context, s *syncSt
 	if placedElsewhere > 0 {
 		s.event(corev1.EventTypeNormal, "Placed", "Place", "Placed %d more images", placedElsewhere)
 	}
+	if more := retried - r.cfg.MaxPlacementEvents; more > 0 {
+		s.event(corev1.EventTypeNormal, "Retrying", "Place", "Retrying %d more failed images", more)
+	}
+	if more := takenNames - r.cfg.MaxPlacementEvents; more > 0 {
+		s.event(corev1.EventTypeWarning, ReasonPodNameTaken, "Create",
+			"%d more images wait because pods of their names exist and this job does not control them", more)
+	}
 	s.st.refresh()
 	if len(errs) > 0 {
 		err := errors.Join(errs...)
@@ -435,12 +482,28 @@ func (r *ImageGenerationJobReconciler) createPods(ctx context.Context, s *syncSt
 	return n
 }
 
+// controlsPod reports whether the pod key exists and is controlled by job (same UID), reading
+// past the cache.
+func (r *ImageGenerationJobReconciler) controlsPod(ctx context.Context, job *sdfleetv1alpha1.ImageGenerationJob,
+	key types.NamespacedName) (bool, error) {
+	var pod corev1.Pod
+	if err := r.apiReader.Get(ctx, key, &pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, fmt.Errorf("it went away before it could be read; retrying")
+		}
+		return false, fmt.Errorf("reading it failed: %w", err)
+	}
+	return metav1.IsControlledBy(&pod, job), nil
+}
+
 func retryWords(reason string) string {
 	switch reason {
 	case "OutOfMemory":
 		return "OOM"
 	case "DeviceError":
 		return "a device error"
+	case "NoResult":
+		return "an exit without a result"
 	default:
 		return "a failure"
 	}

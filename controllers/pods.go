@@ -207,7 +207,7 @@ func volumeFor(name string, loc sdfleetv1alpha1.StorageLocation, readOnly bool) 
 		}
 	case loc.HostPath != nil && readOnly:
 		// The model: its folder is mounted, not the model itself, so that a model that is
-		// missing on the node is reported by sdgen (exit 3, naming the path) instead of
+		// missing on the node is reported by sdgen (exit 66, naming the path) instead of
 		// leaving the pod unable to start.
 		dir, base := hostModelMount(loc.HostPath.Path)
 		hostType := corev1.HostPathDirectory

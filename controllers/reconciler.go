@@ -13,12 +13,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
 	"github.com/sdfleet/sdfleet/controllers/indexset"
@@ -49,8 +51,9 @@ type Config struct {
 	CreateConcurrency int
 	// Placement configures the placement engine.
 	Placement placement.Config
-	// MaxPlacementEvents is how many "Placed image ..." events one reconcile emits before it
-	// summarises the rest in one event (default 10).
+	// MaxPlacementEvents is how many events of each kind ("Placed image ...", "Retrying image
+	// ...", "Placing image ... again", PodNameTaken) one reconcile emits before it summarises
+	// the rest in one event (default 10).
 	MaxPlacementEvents int
 	// SkipNameValidation lets several managers in one process (tests) register the
 	// controller.
@@ -81,10 +84,13 @@ func (c Config) withDefaults() Config {
 
 // ImageGenerationJobReconciler runs the image pods of ImageGenerationJobs.
 type ImageGenerationJobReconciler struct {
-	client   client.Client
-	recorder events.EventRecorder
-	cfg      Config
-	now      func() time.Time
+	client client.Client
+	// apiReader reads from the API server, past the cache: a pod whose name is taken is looked
+	// up there, since the cache holds only image pods.
+	apiReader client.Reader
+	recorder  events.EventRecorder
+	cfg       Config
+	now       func() time.Time
 
 	// placeMu serialises placement decisions across jobs: each one must see the reservations
 	// of the one before, and the engine's round-robin cursor is not safe for concurrent use.
@@ -134,18 +140,23 @@ func (r *ImageGenerationJobReconciler) takeHeldEvents(key types.NamespacedName) 
 func NewReconciler(c client.Client, recorder events.EventRecorder, cfg Config) *ImageGenerationJobReconciler {
 	cfg = cfg.withDefaults()
 	return &ImageGenerationJobReconciler{
-		client:   c,
-		recorder: recorder,
-		cfg:      cfg,
-		now:      time.Now,
-		engine:   placement.New(cfg.Placement),
-		ledger:   ledger.New(nil),
-		waiting:  newJobSet(),
-		gauges:   newJobGauges(),
+		client:    c,
+		apiReader: c,
+		recorder:  recorder,
+		cfg:       cfg,
+		now:       time.Now,
+		engine:    placement.New(cfg.Placement),
+		ledger:    ledger.New(nil),
+		waiting:   newJobSet(),
+		gauges:    newJobGauges(),
 
 		heldEvents: map[types.NamespacedName][]pendingEvent{},
 	}
 }
+
+// missingVolumeRecheck is how often a job waiting for a PersistentVolumeClaim looks again
+// without being woken.
+const missingVolumeRecheck = time.Minute
 
 // conflictRetryDelay is how long a reconcile whose status write met a newer version waits
 // before it looks again: about the time the cache needs to catch up.
@@ -167,12 +178,22 @@ type syncState struct {
 	events []pendingEvent
 	// requeueAfter wakes the job up for its deadline or TTL.
 	requeueAfter time.Duration
+	// deleteJob: the job's ttlSecondsAfterFinished has passed; it is deleted once its status
+	// and events are written.
+	deleteJob bool
 	// newlySucceeded are images that succeeded since the last status.
 	createErr error
 }
 
 func (s *syncState) event(eventType, reason, action, format string, args ...any) {
 	s.events = append(s.events, pendingEvent{eventType, reason, action, fmt.Sprintf(format, args...)})
+}
+
+// setCondition sets a condition of the new status, with the job's generation; its transition
+// time changes only when its status does.
+func (s *syncState) setCondition(condType string, status metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(&s.status.Conditions, metav1.Condition{Type: condType, Status: status, Reason: reason,
+		Message: message, ObservedGeneration: s.job.Generation, LastTransitionTime: metav1.Time{Time: s.now}})
 }
 
 func (s *syncState) requeue(after time.Duration) {
@@ -207,7 +228,14 @@ func (r *ImageGenerationJobReconciler) Reconcile(ctx context.Context, req ctrl.R
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	s.st = computeJobState(job, infos)
+	if s.st, err = computeJobState(job, infos); err != nil {
+		// Reading such a status as "nothing finished" would generate finished images again.
+		// Nothing is written and nothing is retried until the job or its pods change.
+		err = fmt.Errorf("status of ImageGenerationJob %s: %w", req.NamespacedName, err)
+		r.recorder.Eventf(job, nil, corev1.EventTypeWarning, ReasonInvalidStatus, "Sync",
+			"%v; no pod is created until the status is corrected", err)
+		return ctrl.Result{}, reconcile.TerminalError(err)
+	}
 	s.status = job.Status.DeepCopy()
 	s.status.ObservedGeneration = job.Generation
 	s.status.Seed = &s.seed
@@ -236,6 +264,17 @@ func (r *ImageGenerationJobReconciler) Reconcile(ctx context.Context, req ctrl.R
 		}
 	}
 	r.afterWrite(job, s)
+	if s.deleteJob {
+		// The status of a job about to go was still written, so that its last events and
+		// watchers see how it ended; its pods go with it.
+		err := r.client.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground),
+			client.Preconditions{UID: &job.UID})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, fmt.Errorf("delete ImageGenerationJob %s after its ttlSecondsAfterFinished: %w", s.key, err)
+		}
+		log.V(1).Info("deleted a finished job after its ttlSecondsAfterFinished", "job", s.key)
+		return ctrl.Result{}, nil
+	}
 	if s.createErr != nil {
 		return ctrl.Result{}, s.createErr
 	}
@@ -247,20 +286,13 @@ func (r *ImageGenerationJobReconciler) sync(ctx context.Context, s *syncState) e
 	job, st := s.job, s.st
 	now := metav1.Time{Time: s.now}
 	conds := &s.status.Conditions
-	gen := job.Generation
 
-	if conditionTrue(*conds, sdfleetv1alpha1.JobComplete) || conditionTrue(*conds, sdfleetv1alpha1.JobFailed) {
+	if meta.IsStatusConditionTrue(*conds, sdfleetv1alpha1.JobComplete) || meta.IsStatusConditionTrue(*conds, sdfleetv1alpha1.JobFailed) {
 		// Finished: nothing runs any more; keep the record and honour the TTL.
 		if err := r.deleteActive(ctx, s, "the job finished"); err != nil {
 			return err
 		}
-		return r.handleTTL(ctx, s)
-	}
-
-	if len(job.Name)+maxPodNameSuffix > maxPodNameLength {
-		msg := fmt.Sprintf("metadata.name is %d characters long; image pods are named <name>-<index>-r<n>, so it "+
-			"must be at most %d characters", len(job.Name), maxPodNameLength-maxPodNameSuffix)
-		r.fail(s, ReasonInvalidSpec, msg)
+		r.handleTTL(s)
 		return nil
 	}
 
@@ -289,7 +321,8 @@ func (r *ImageGenerationJobReconciler) sync(ctx context.Context, s *syncState) e
 			return err
 		}
 		r.fail(s, failReason, failMessage)
-		return r.handleTTL(ctx, s)
+		r.handleTTL(s)
+		return nil
 	}
 
 	if int32(st.completed.Len()+st.failed.Len()) == st.images {
@@ -298,31 +331,33 @@ func (r *ImageGenerationJobReconciler) sync(ctx context.Context, s *syncState) e
 			reason = ReasonCompletedWithFailures
 			msg = fmt.Sprintf("%d of %d images succeeded, %d failed", st.completed.Len(), st.images, st.failed.Len())
 		}
-		setCondition(conds, gen, sdfleetv1alpha1.JobComplete, metav1.ConditionTrue, reason, msg, now)
-		setCondition(conds, gen, sdfleetv1alpha1.JobProgressing, metav1.ConditionFalse, ReasonFinished, msg, now)
+		s.setCondition(sdfleetv1alpha1.JobComplete, metav1.ConditionTrue, reason, msg)
+		s.setCondition(sdfleetv1alpha1.JobProgressing, metav1.ConditionFalse, ReasonFinished, msg)
 		s.status.CompletionTime = &now
 		s.event(corev1.EventTypeNormal, reason, "Complete", "Completed %d/%d images in %s", st.completed.Len(),
 			st.images, s.now.Sub(s.status.StartTime.Time).Round(time.Second))
-		return r.handleTTL(ctx, s)
+		r.handleTTL(s)
+		return nil
 	}
 
 	if suspended {
 		if err := r.deleteActive(ctx, s, "the job is suspended"); err != nil {
 			return err
 		}
-		if !conditionTrue(*conds, sdfleetv1alpha1.JobSuspended) {
+		if !meta.IsStatusConditionTrue(*conds, sdfleetv1alpha1.JobSuspended) {
 			s.event(corev1.EventTypeNormal, ReasonSuspended, "Suspend", "Suspended with %d of %d images done",
 				st.completed.Len(), st.images)
 		}
-		setCondition(conds, gen, sdfleetv1alpha1.JobSuspended, metav1.ConditionTrue, ReasonSuspended,
-			"spec.suspend is true: no image pods run", now)
-		setCondition(conds, gen, sdfleetv1alpha1.JobProgressing, metav1.ConditionFalse, ReasonSuspended,
-			"spec.suspend is true", now)
+		s.setCondition(sdfleetv1alpha1.JobSuspended, metav1.ConditionTrue, ReasonSuspended,
+			"spec.suspend is true: no image pods run")
+		s.setCondition(sdfleetv1alpha1.JobProgressing, metav1.ConditionFalse, ReasonSuspended, "spec.suspend is true")
+		// As for a batch/v1 Job, time spent suspended does not count against
+		// activeDeadlineSeconds: the clock starts again when the job resumes.
+		s.status.StartTime = nil
 		return nil
 	}
-	if conditionTrue(*conds, sdfleetv1alpha1.JobSuspended) {
-		setCondition(conds, gen, sdfleetv1alpha1.JobSuspended, metav1.ConditionFalse, ReasonResumed,
-			"spec.suspend is false", now)
+	if meta.IsStatusConditionTrue(*conds, sdfleetv1alpha1.JobSuspended) {
+		s.setCondition(sdfleetv1alpha1.JobSuspended, metav1.ConditionFalse, ReasonResumed, "spec.suspend is false")
 		s.event(corev1.EventTypeNormal, ReasonResumed, "Resume", "Resumed with %d of %d images done",
 			st.completed.Len(), st.images)
 	}
@@ -330,10 +365,13 @@ func (r *ImageGenerationJobReconciler) sync(ctx context.Context, s *syncState) e
 	if missing, err := r.missingVolume(ctx, job); err != nil {
 		return err
 	} else if missing != "" {
-		if c := findCondition(*conds, sdfleetv1alpha1.JobProgressing); c == nil || c.Reason != ReasonMissingVolume {
+		if c := meta.FindStatusCondition(*conds, sdfleetv1alpha1.JobProgressing); c == nil || c.Reason != ReasonMissingVolume {
 			s.event(corev1.EventTypeWarning, ReasonMissingVolume, "Wait", "%s", missing)
 		}
-		setCondition(conds, gen, sdfleetv1alpha1.JobProgressing, metav1.ConditionFalse, ReasonMissingVolume, missing, now)
+		s.setCondition(sdfleetv1alpha1.JobProgressing, metav1.ConditionFalse, ReasonMissingVolume, missing)
+		// The claim's creation wakes the job; looking again now and then covers a wake-up
+		// lost to a failed lookup of the jobs naming it.
+		s.requeue(missingVolumeRecheck)
 		return nil
 	}
 
@@ -360,15 +398,15 @@ func (r *ImageGenerationJobReconciler) sync(ctx context.Context, s *syncState) e
 	switch {
 	case waiting > 0 && created == 0 && st.active == 0:
 		msg := fmt.Sprintf("%d images wait for a GPU: %s", waiting, waitReason)
-		setCondition(conds, gen, sdfleetv1alpha1.JobProgressing, metav1.ConditionTrue, ReasonWaitingForGPU, msg, now)
+		s.setCondition(sdfleetv1alpha1.JobProgressing, metav1.ConditionTrue, ReasonWaitingForGPU, msg)
 	case st.running > 0:
-		setCondition(conds, gen, sdfleetv1alpha1.JobProgressing, metav1.ConditionTrue, ReasonRunning,
+		s.setCondition(sdfleetv1alpha1.JobProgressing, metav1.ConditionTrue, ReasonRunning,
 			fmt.Sprintf("%d images running, %d starting, %d waiting for a GPU, %d of %d done", st.running,
-				st.active-st.running, waiting, st.completed.Len()+st.failed.Len(), st.images), now)
+				st.active-st.running, waiting, st.completed.Len()+st.failed.Len(), st.images))
 	default:
-		setCondition(conds, gen, sdfleetv1alpha1.JobProgressing, metav1.ConditionTrue, ReasonCreatingPods,
+		s.setCondition(sdfleetv1alpha1.JobProgressing, metav1.ConditionTrue, ReasonCreatingPods,
 			fmt.Sprintf("%d image pods starting, %d waiting for a GPU, %d of %d done", st.active, waiting,
-				st.completed.Len()+st.failed.Len(), st.images), now)
+				st.completed.Len()+st.failed.Len(), st.images))
 	}
 	if waiting > 0 && !hadWaitingImages(job) {
 		s.event(corev1.EventTypeNormal, ReasonWaitingForGPU, "Wait", "%d images wait for a GPU: %s", waiting, waitReason)
@@ -379,30 +417,25 @@ func (r *ImageGenerationJobReconciler) sync(ctx context.Context, s *syncState) e
 // fail marks the job Failed.
 func (r *ImageGenerationJobReconciler) fail(s *syncState, reason, message string) {
 	now := metav1.Time{Time: s.now}
-	setCondition(&s.status.Conditions, s.job.Generation, sdfleetv1alpha1.JobFailed, metav1.ConditionTrue, reason, message, now)
-	setCondition(&s.status.Conditions, s.job.Generation, sdfleetv1alpha1.JobProgressing, metav1.ConditionFalse, reason, message, now)
+	s.setCondition(sdfleetv1alpha1.JobFailed, metav1.ConditionTrue, reason, message)
+	s.setCondition(sdfleetv1alpha1.JobProgressing, metav1.ConditionFalse, reason, message)
 	s.status.CompletionTime = &now
 	s.event(corev1.EventTypeWarning, reason, "Fail", "%s", message)
 }
 
-// handleTTL deletes a finished job once spec.ttlSecondsAfterFinished has passed.
-func (r *ImageGenerationJobReconciler) handleTTL(ctx context.Context, s *syncState) error {
+// handleTTL wakes a finished job when spec.ttlSecondsAfterFinished passes, and marks it for
+// deletion once it has: Reconcile deletes it after the status write, even with a TTL of 0.
+func (r *ImageGenerationJobReconciler) handleTTL(s *syncState) {
 	ttl := s.job.Spec.TTLSecondsAfterFinished
 	if ttl == nil || s.status.CompletionTime == nil {
-		return nil
+		return
 	}
 	expiry := s.status.CompletionTime.Add(time.Duration(*ttl) * time.Second)
 	if s.now.Before(expiry) {
 		s.requeue(expiry.Sub(s.now))
-		return nil
+		return
 	}
-	// The status of a job about to go is not worth a write; its pods go with it.
-	err := r.client.Delete(ctx, s.job, client.PropagationPolicy(metav1.DeletePropagationBackground),
-		client.Preconditions{UID: &s.job.UID})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("delete ImageGenerationJob %s after its ttlSecondsAfterFinished: %w", s.key, err)
-	}
-	return nil
+	s.deleteJob = true
 }
 
 // readPods returns the job's pods: those in the cache, and those created but not yet seen.
@@ -571,6 +604,7 @@ func (r *ImageGenerationJobReconciler) afterWrite(job *sdfleetv1alpha1.ImageGene
 	if job.Status.CompletedIndexes == s.status.CompletedIndexes {
 		return
 	}
+	// computeJobState parsed it already.
 	before, _ := indexset.Parse(job.Status.CompletedIndexes, job.Spec.Images)
 	for _, img := range s.st.byIndex {
 		if img.succeeded == nil || img.succeeded.result.DurationMilliseconds <= 0 || before.Has(img.index) {
@@ -591,15 +625,6 @@ func hadWaitingImages(job *sdfleetv1alpha1.ImageGenerationJob) bool {
 		}
 	}
 	return false
-}
-
-func findCondition(conds []metav1.Condition, condType string) *metav1.Condition {
-	for i := range conds {
-		if conds[i].Type == condType {
-			return &conds[i]
-		}
-	}
-	return nil
 }
 
 // resolveSeed is spec.seed, else the seed already recorded, else one derived from the job's

@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"errors"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,14 +73,39 @@ func readPod(pod *corev1.Pod) (podInfo, bool) {
 	readPlacementAnnotations(pod.Annotations, &info)
 
 	terminated := containerTermination(pod)
-	switch {
-	case pod.Status.Phase == corev1.PodSucceeded:
-		info.kind = podSucceeded
-		if terminated != nil {
-			info.result, _ = podcontract.ParseResult(terminated.Message)
-			info.finishTime = timeOrNil(terminated.FinishedAt)
-			info.startTime = timeOrNil(terminated.StartedAt)
+	if terminated != nil {
+		info.finishTime = timeOrNil(terminated.FinishedAt)
+		info.startTime = timeOrNil(terminated.StartedAt)
+	}
+	// resultErr says why the pod left no valid result: only a pod with one has written its image.
+	resultErr := errors.New("the container left no termination message")
+	if terminated != nil {
+		var isResult bool
+		info.result, isResult = podcontract.ParseResult(terminated.Message)
+		switch {
+		case !isResult:
+			resultErr = errors.New("its termination message is not a JSON result")
+		default:
+			resultErr = info.result.Validate()
 		}
+	}
+	switch {
+	case pod.Status.Phase == corev1.PodSucceeded && resultErr == nil:
+		info.kind = podSucceeded
+	case disrupted(pod, terminated):
+		// Stopped by a deletion (ours on suspend or failure, a user's, a drain) or by a
+		// disruption (preemption, eviction by a taint): its exit says nothing about the image
+		// or the GPU, so it is not a failed attempt.
+		info.kind = podLost
+		info.message = "pod " + pod.Name + " was deleted or disrupted before it finished"
+		info.result = podcontract.Result{}
+	case pod.Status.Phase == corev1.PodSucceeded:
+		// Exit 0 without a valid result: the image may not be written. A failed attempt,
+		// retried.
+		info.kind = podFailed
+		info.failure = podcontract.FailureNoResult
+		info.message = podcontract.Truncate("exit code 0 without a valid result: "+resultErr.Error(),
+			podcontract.MaxMessageLength)
 	case pod.Status.Phase == corev1.PodFailed:
 		switch {
 		case pod.Status.Reason == "Evicted":
@@ -93,14 +120,8 @@ func readPod(pod *corev1.Pod) (podInfo, bool) {
 			info.kind = podFailed
 			info.exitCode = terminated.ExitCode
 			info.failure = podcontract.Classify(terminated.ExitCode)
-			info.result, _ = podcontract.ParseResult(terminated.Message)
 			info.message = failureMessage(info.failure, terminated.ExitCode, info.result.Error)
-			info.finishTime = timeOrNil(terminated.FinishedAt)
-			info.startTime = timeOrNil(terminated.StartedAt)
 		}
-	case pod.DeletionTimestamp != nil:
-		info.kind = podLost
-		info.message = "pod " + pod.Name + " was deleted before it finished"
 	case pod.Status.Phase == corev1.PodRunning:
 		info.kind = podRunning
 		info.startTime = runningSince(pod)
@@ -108,6 +129,30 @@ func readPod(pod *corev1.Pod) (podInfo, bool) {
 		info.kind = podPending
 	}
 	return info, true
+}
+
+// disrupted reports whether a pod that has not succeeded was stopped from outside: it is being
+// deleted and its container had not ended before the deletion was asked for, or it carries the
+// DisruptionTarget condition.
+func disrupted(pod *corev1.Pod, terminated *corev1.ContainerStateTerminated) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	if pod.DeletionTimestamp == nil {
+		return false
+	}
+	if terminated == nil || terminated.FinishedAt.IsZero() {
+		return true
+	}
+	// The deletion timestamp is when the grace period ends; the deletion was asked for that
+	// long before it. A container that ended before then failed on its own.
+	asked := pod.DeletionTimestamp.Time
+	if g := pod.DeletionGracePeriodSeconds; g != nil {
+		asked = asked.Add(-time.Duration(*g) * time.Second)
+	}
+	return !terminated.FinishedAt.Time.Before(asked)
 }
 
 func readPlacementAnnotations(a map[string]string, info *podInfo) {
@@ -294,11 +339,18 @@ type jobState struct {
 }
 
 // computeJobState reads a job's pods (from the cache and the ledger) and its last status.
-// Images recorded as finished in the status stay finished even if their pods are gone.
-func computeJobState(job *sdfleetv1alpha1.ImageGenerationJob, pods []podInfo) *jobState {
+// Images recorded as finished in the status stay finished even if their pods are gone, so an
+// index range of the status that does not parse is an error: read as empty, it would run
+// finished images again.
+func computeJobState(job *sdfleetv1alpha1.ImageGenerationJob, pods []podInfo) (*jobState, error) {
 	st := &jobState{images: job.Spec.Images, byIndex: map[int32]*imageState{}}
-	st.completed, _ = indexset.Parse(job.Status.CompletedIndexes, job.Spec.Images)
-	st.failed, _ = indexset.Parse(job.Status.FailedIndexes, job.Spec.Images)
+	var err error
+	if st.completed, err = indexset.Parse(job.Status.CompletedIndexes, job.Spec.Images); err != nil {
+		return nil, fmt.Errorf("status.completedIndexes %q: %w", job.Status.CompletedIndexes, err)
+	}
+	if st.failed, err = indexset.Parse(job.Status.FailedIndexes, job.Spec.Images); err != nil {
+		return nil, fmt.Errorf("status.failedIndexes %q: %w", job.Status.FailedIndexes, err)
+	}
 	for _, p := range pods {
 		if p.index >= job.Spec.Images {
 			continue
@@ -310,7 +362,7 @@ func computeJobState(job *sdfleetv1alpha1.ImageGenerationJob, pods []podInfo) *j
 		img.evaluate(backoff)
 	}
 	st.refresh()
-	return st
+	return st, nil
 }
 
 func (st *jobState) image(index int32) *imageState {

@@ -9,6 +9,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
 	"github.com/sdfleet/sdfleet/controllers/podcontract"
@@ -75,6 +77,23 @@ func TestReadPod(t *testing.T) {
 	noContainer.Status.ContainerStatuses = nil
 	running := terminatedPod(0, "")
 	sdtesting.SetRunning(running, time.Unix(1000, 0))
+	// Deleted (on suspend, by a user, by a drain) while running: the container's exit on
+	// SIGTERM or SIGKILL says nothing about the image or the GPU.
+	killedByDeletion := terminatedPod(137, "")
+	killedByDeletion.DeletionTimestamp = &metav1.Time{Time: time.Unix(2030, 0)}
+	killedByDeletion.DeletionGracePeriodSeconds = ptr.To[int64](30)
+	// Failed on its own, and deleted afterwards: still a failed attempt.
+	failedThenDeleted := terminatedPod(podcontract.ExitOutOfMemory, "")
+	failedThenDeleted.DeletionTimestamp = &metav1.Time{Time: time.Unix(2100, 0)}
+	failedThenDeleted.DeletionGracePeriodSeconds = ptr.To[int64](30)
+	// Preempted or evicted by a taint: the kubelet or the scheduler says so with a condition.
+	disruptedPod := terminatedPod(podcontract.ExitDeviceError, "")
+	disruptedPod.Status.Conditions = append(disruptedPod.Status.Conditions, corev1.PodCondition{
+		Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: "PreemptionByScheduler"})
+	// A succeeded pod being deleted is still a success.
+	succeededThenDeleted := terminatedPod(0, sdtesting.SuccessMessage(terminatedPod(0, ""), 10, "cpu"))
+	succeededThenDeleted.DeletionTimestamp = &metav1.Time{Time: time.Unix(1990, 0)}
+	validResult := sdtesting.SuccessMessage(terminatedPod(0, ""), 10, "cpu")
 
 	tests := []struct {
 		name    string
@@ -82,12 +101,22 @@ func TestReadPod(t *testing.T) {
 		kind    podKind
 		failure podcontract.Failure
 	}{
-		{"success", terminatedPod(0, sdtesting.SuccessMessage(terminatedPod(0, ""), 10, "cpu")), podSucceeded, ""},
-		{"invalid input", terminatedPod(2, "bad"), podFailed, podcontract.FailureInvalidInput},
-		{"model", terminatedPod(3, "bad"), podFailed, podcontract.FailureModel},
-		{"oom", terminatedPod(4, ""), podFailed, podcontract.FailureOutOfMemory},
-		{"device", terminatedPod(5, ""), podFailed, podcontract.FailureDevice},
+		{"success", terminatedPod(0, validResult), podSucceeded, ""},
+		{"exit 0 without a result", terminatedPod(0, ""), podFailed, podcontract.FailureNoResult},
+		{"exit 0 with log text", terminatedPod(0, "done"), podFailed, podcontract.FailureNoResult},
+		{"exit 0 with an incomplete result", terminatedPod(0, `{"outputPath":"/sdfleet/output/0.png"}`), podFailed,
+			podcontract.FailureNoResult},
+		{"usage", terminatedPod(podcontract.ExitUsage, "bad"), podFailed, podcontract.FailureInvalidInput},
+		{"invalid input", terminatedPod(podcontract.ExitInvalidInput, "bad"), podFailed, podcontract.FailureInvalidInput},
+		{"model", terminatedPod(podcontract.ExitModelError, "bad"), podFailed, podcontract.FailureModel},
+		{"oom", terminatedPod(podcontract.ExitOutOfMemory, ""), podFailed, podcontract.FailureOutOfMemory},
+		{"device", terminatedPod(podcontract.ExitDeviceError, ""), podFailed, podcontract.FailureDevice},
+		{"go runtime crash", terminatedPod(2, "fatal error: runtime: out of memory"), podFailed, podcontract.FailureOther},
 		{"other", terminatedPod(139, ""), podFailed, podcontract.FailureOther},
+		{"killed by its deletion", killedByDeletion, podLost, ""},
+		{"failed, then deleted", failedThenDeleted, podFailed, podcontract.FailureOutOfMemory},
+		{"disruption target", disruptedPod, podLost, ""},
+		{"succeeded, then deleted", succeededThenDeleted, podSucceeded, ""},
 		{"evicted", evicted, podLost, ""},
 		{"deleted while running", deleting, podLost, ""},
 		{"failed before running", noContainer, podLost, ""},
@@ -164,7 +193,10 @@ func TestImageDetailsPriority(t *testing.T) {
 		}
 		pods = append(pods, p)
 	}
-	st := computeJobState(job, pods)
+	st, err := computeJobState(job, pods)
+	if err != nil {
+		t.Fatal(err)
+	}
 	details := imageDetails(job, st, 42)
 	if len(details) != sdfleetv1alpha1.MaxImageDetails {
 		t.Fatalf("%d details, want %d", len(details), sdfleetv1alpha1.MaxImageDetails)
@@ -200,7 +232,10 @@ func TestFinishedImagesSurviveTheirPods(t *testing.T) {
 	job := sdtesting.MakeJob("j", "ns").Images(3).Obj()
 	job.Status.CompletedIndexes = "0-1"
 	job.Status.Images = []sdfleetv1alpha1.ImageStatus{{Index: 1, Phase: sdfleetv1alpha1.ImageSucceeded, SHA256: "x"}}
-	st := computeJobState(job, nil)
+	st, err := computeJobState(job, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := st.toPlace(10); fmt.Sprint(got) != "[2]" {
 		t.Errorf("toPlace = %v, want [2]: finished images must not run again", got)
 	}
@@ -232,5 +267,37 @@ func TestBuildPodHostPathsStayClean(t *testing.T) {
 	}
 	if pod.Spec.Affinity != nil || pod.Annotations[AnnotationDevice] != DeviceCPU {
 		t.Errorf("CPU pod pinned to a node or mislabelled: %+v %v", pod.Spec.Affinity, pod.Annotations)
+	}
+}
+
+// An index range of the status that does not parse is an error naming the field: read as
+// empty, it would run finished images again.
+func TestComputeJobStateRefusesUnparsableIndexes(t *testing.T) {
+	tests := []struct {
+		name, completed, failed, want string
+	}{
+		{"beyond spec.images", "0-5", "", "status.completedIndexes \"0-5\""},
+		{"reversed range", "3-1", "", "status.completedIndexes \"3-1\""},
+		{"not a number", "0,x", "", "status.completedIndexes \"0,x\""},
+		{"failed indexes", "0", "-2", "status.failedIndexes \"-2\""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			job := sdtesting.MakeJob("j", "ns").Images(4).Obj()
+			job.Status.CompletedIndexes, job.Status.FailedIndexes = tt.completed, tt.failed
+			st, err := computeJobState(job, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("computeJobState = %v, %v; want an error naming %s", st, err, tt.want)
+			}
+		})
+	}
+}
+
+// The API server refuses a job name longer than MaxJobNameLength so that every pod name fits.
+func TestLongestJobNameNamesItsPods(t *testing.T) {
+	name := strings.Repeat("a", sdfleetv1alpha1.MaxJobNameLength)
+	pod := PodName(name, sdfleetv1alpha1.MaxImages-1, 99)
+	if errs := validation.IsDNS1123Subdomain(pod); len(errs) > 0 {
+		t.Errorf("pod name of the longest job (%d characters): %v", len(pod), errs)
 	}
 }

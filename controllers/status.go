@@ -3,9 +3,11 @@ package controllers
 import (
 	"sort"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/controllers/podcontract"
 )
 
 // Reasons of the job's conditions.
@@ -22,8 +24,12 @@ const (
 	ReasonTooManyFailedImages   = "TooManyFailedImages"
 	ReasonAllImagesFailed       = "AllImagesFailed"
 	ReasonDeadlineExceeded      = "DeadlineExceeded"
-	ReasonInvalidSpec           = "InvalidSpec"
 	ReasonFinished              = "Finished"
+	// ReasonInvalidStatus: the status cannot be read back (an index range that does not
+	// parse); the job stops until it is corrected, rather than run finished images again.
+	ReasonInvalidStatus = "InvalidStatus"
+	// ReasonPodNameTaken: a pod the job does not control has the name of one of its pods.
+	ReasonPodNameTaken = "PodNameTaken"
 )
 
 // imageDetails builds status.images: every active or waiting image, then the failed ones,
@@ -153,61 +159,29 @@ func imageDetail(job *sdfleetv1alpha1.ImageGenerationJob, img *imageState, prev 
 	}
 	if d.Phase == sdfleetv1alpha1.ImageSucceeded {
 		d.OutputPath = outputPathForStatus(job, img.index)
+		// A succeeded pod's result passed Result.Validate.
 		d.SHA256 = p.result.SHA256
-		if len(d.SHA256) > 64 {
-			d.SHA256 = ""
-		}
 		if p.result.DurationMilliseconds > 0 {
 			ms := p.result.DurationMilliseconds
 			d.DurationMilliseconds = &ms
-		}
-		if err := p.result.Validate(); err != nil {
-			d.Message = "the inference binary's result is incomplete: " + err.Error()
 		}
 	}
 	if d.StartTime == nil && prev != nil && prev.PodName == d.PodName {
 		d.StartTime = prev.StartTime
 	}
+	// The prefixes above may take a message past what the API stores.
+	d.Message = podcontract.Truncate(d.Message, podcontract.MaxMessageLength)
 	return d
-}
-
-// setCondition sets a condition with the job's generation, keeping the transition time when
-// the status does not change.
-func setCondition(conds *[]metav1.Condition, generation int64, condType string, status metav1.ConditionStatus,
-	reason, message string, now metav1.Time) {
-	for i := range *conds {
-		c := &(*conds)[i]
-		if c.Type != condType {
-			continue
-		}
-		if c.Status != status {
-			c.LastTransitionTime = now
-		}
-		c.Status, c.Reason, c.Message, c.ObservedGeneration = status, reason, message, generation
-		return
-	}
-	*conds = append(*conds, metav1.Condition{Type: condType, Status: status, Reason: reason, Message: message,
-		ObservedGeneration: generation, LastTransitionTime: now})
-}
-
-// conditionTrue reports whether condType is True.
-func conditionTrue(conds []metav1.Condition, condType string) bool {
-	for _, c := range conds {
-		if c.Type == condType {
-			return c.Status == metav1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // phaseOf summarises the conditions.
 func phaseOf(status *sdfleetv1alpha1.ImageGenerationJobStatus) sdfleetv1alpha1.JobPhase {
 	switch {
-	case conditionTrue(status.Conditions, sdfleetv1alpha1.JobFailed):
+	case meta.IsStatusConditionTrue(status.Conditions, sdfleetv1alpha1.JobFailed):
 		return sdfleetv1alpha1.JobPhaseFailed
-	case conditionTrue(status.Conditions, sdfleetv1alpha1.JobComplete):
+	case meta.IsStatusConditionTrue(status.Conditions, sdfleetv1alpha1.JobComplete):
 		return sdfleetv1alpha1.JobPhaseComplete
-	case conditionTrue(status.Conditions, sdfleetv1alpha1.JobSuspended):
+	case meta.IsStatusConditionTrue(status.Conditions, sdfleetv1alpha1.JobSuspended):
 		return sdfleetv1alpha1.JobPhaseSuspended
 	case status.Running > 0:
 		return sdfleetv1alpha1.JobPhaseRunning

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,7 +15,9 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -78,7 +81,8 @@ func startManager() {
 		Cache:                  cache.Options{ByObject: CacheByObject()},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	r := NewReconciler(mgr.GetClient(), mgr.GetEventRecorder("sdfleet-controller"), Config{
+	recorder := recordingRecorder{EventRecorder: mgr.GetEventRecorder("sdfleet-controller"), log: emitted}
+	r := NewReconciler(mgr.GetClient(), recorder, Config{
 		DefaultImage:        "ghcr.io/sdfleet/sdgen:test",
 		PodEventBatchPeriod: 20 * time.Millisecond,
 		// The fixtures' heartbeats are written once; they must not go stale during a test.
@@ -94,6 +98,45 @@ func startManager() {
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
 	stopMgr, mgrDone, mgrCache = cancel, done, mgr.GetCache()
+}
+
+// emitted holds every event the controller emits. The API folds events of one reason about
+// one object into a series, so counting there cannot tell how many were sent.
+var emitted = &eventLog{notes: map[types.NamespacedName]map[string][]string{}}
+
+type eventLog struct {
+	mu    sync.Mutex
+	notes map[types.NamespacedName]map[string][]string
+}
+
+// recordingRecorder notes each event in its log, then records it.
+type recordingRecorder struct {
+	events.EventRecorder
+	log *eventLog
+}
+
+func (r recordingRecorder) Eventf(regarding, related runtime.Object, eventType, reason, action, note string, args ...any) {
+	if obj, ok := regarding.(client.Object); ok {
+		r.log.mu.Lock()
+		key := client.ObjectKeyFromObject(obj)
+		if r.log.notes[key] == nil {
+			r.log.notes[key] = map[string][]string{}
+		}
+		r.log.notes[key][reason] = append(r.log.notes[key][reason], fmt.Sprintf(note, args...))
+		r.log.mu.Unlock()
+	}
+	r.EventRecorder.Eventf(regarding, related, eventType, reason, action, note, args...)
+}
+
+// emittedEvents returns the notes of the events the controller emitted about a job, by reason.
+func emittedEvents(ns, job string) map[string][]string {
+	emitted.mu.Lock()
+	defer emitted.mu.Unlock()
+	out := map[string][]string{}
+	for reason, notes := range emitted.notes[types.NamespacedName{Namespace: ns, Name: job}] {
+		out[reason] = append([]string(nil), notes...)
+	}
+	return out
 }
 
 func stopManager() {

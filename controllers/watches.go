@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -41,6 +42,7 @@ func CacheByObject() map[client.Object]cache.ByObject {
 // node) and PersistentVolumeClaims (a created claim wakes the jobs that named it).
 func (r *ImageGenerationJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	skip := r.cfg.SkipNameValidation
+	r.apiReader = mgr.GetAPIReader()
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("imagegenerationjob").
 		For(&sdfleetv1alpha1.ImageGenerationJob{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -216,6 +218,10 @@ func healthChanged(oldNode, newNode *sdfleetv1alpha1.GPUNode) bool {
 func (r *ImageGenerationJobReconciler) jobsNamingClaim(ctx context.Context, obj client.Object) []reconcile.Request {
 	var jobs sdfleetv1alpha1.ImageGenerationJobList
 	if err := r.client.List(ctx, &jobs, client.InNamespace(obj.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
+		// A map function cannot return an error; the jobs waiting for a claim also look again
+		// every missingVolumeRecheck.
+		logf.FromContext(ctx).Error(err, "cannot list the ImageGenerationJobs that may name a new PersistentVolumeClaim",
+			"namespace", obj.GetNamespace(), "persistentVolumeClaim", obj.GetName())
 		return nil
 	}
 	var out []reconcile.Request

@@ -140,10 +140,16 @@ type PlacementSpec struct {
 	// +kubebuilder:validation:MaxProperties=32
 	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
 
-	// tolerations are added to every image pod, for example to run on tainted GPU nodes.
+	// tolerations are added to every image pod, for example to run on tainted GPU nodes. They
+	// are checked as a pod's are, so that a job is refused at creation rather than its pods.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:XValidation:rule="self.all(t, !has(t.operator) || t.operator in ['', 'Exists', 'Equal'])",message="each toleration's operator must be Exists or Equal (empty means Equal)"
+	// +kubebuilder:validation:XValidation:rule="self.all(t, !has(t.effect) || t.effect in ['', 'NoSchedule', 'PreferNoSchedule', 'NoExecute'])",message="each toleration's effect must be NoSchedule, PreferNoSchedule or NoExecute (empty means all three)"
+	// +kubebuilder:validation:XValidation:rule="self.all(t, (has(t.key) && t.key != '') || (has(t.operator) && t.operator == 'Exists'))",message="a toleration with an empty key must have operator Exists (it then tolerates every taint)"
+	// +kubebuilder:validation:XValidation:rule="self.all(t, !has(t.operator) || t.operator != 'Exists' || !has(t.value) || t.value == '')",message="a toleration with operator Exists must have no value"
+	// +kubebuilder:validation:XValidation:rule="self.all(t, !has(t.tolerationSeconds) || (has(t.effect) && t.effect == 'NoExecute'))",message="tolerationSeconds is only allowed on a toleration with effect NoExecute"
 	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
 
 	// allowCPUFallback lets images run on the CPU when the cluster has no usable GPU at all.
@@ -285,8 +291,8 @@ type ImageGenerationJobSpec struct {
 	// +kubebuilder:default=false
 	Suspend *bool `json:"suspend,omitempty"`
 
-	// activeDeadlineSeconds is how long the job may run, counted from its start, before it is
-	// marked Failed and its active pods are stopped.
+	// activeDeadlineSeconds is how long the job may run, counted from status.startTime, before
+	// it is marked Failed and its active pods are stopped. Time spent suspended does not count.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	ActiveDeadlineSeconds *int64 `json:"activeDeadlineSeconds,omitempty"`
@@ -523,7 +529,8 @@ type ImageGenerationJobStatus struct {
 	// +kubebuilder:validation:MaxItems=256
 	Images []ImageStatus `json:"images,omitempty"`
 
-	// startTime is when the controller first acted on the job.
+	// startTime is when the controller started the job, or last resumed it: it is cleared
+	// while the job is suspended, as for a batch/v1 Job.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
 
@@ -532,10 +539,16 @@ type ImageGenerationJobStatus struct {
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 }
 
+// MaxJobNameLength is the longest name of an ImageGenerationJob: its image pods are named
+// <name>-<index>-r<retry>, at most 9 characters more ("-9999-r99"), and a pod's name is at most
+// 253 characters. The API server refuses a longer name (the CEL rule on the type).
+const MaxJobNameLength = 244
+
 // ImageGenerationJob asks for a batch of Stable Diffusion images. The controller runs one pod
 // per image, each on the GPU with the most room at that moment, retries failures on other GPUs
 // and reports every image in the status.
 //
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 244",message="metadata.name must be at most 244 characters: image pods are named <name>-<index>-r<retry>, and a pod name is at most 253 characters"
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=igj,categories=sdfleet

@@ -240,7 +240,65 @@ var _ = Describe("ImageGenerationJob validation", func() {
 				s.Placement.Tolerations = append(s.Placement.Tolerations, corev1.Toleration{Key: fmt.Sprintf("k%d", i), Operator: corev1.TolerationOpExists})
 			}
 		}, []string{"spec.placement.tolerations"}, nil}),
+		Entry("toleration operator In", invalidCase{func(s *v1.ImageGenerationJobSpec) {
+			s.Placement.Tolerations = []corev1.Toleration{{Key: "gpu", Operator: "In", Value: "a"}}
+		}, []string{"spec.placement.tolerations", "operator must be Exists or Equal"}, nil}),
+		Entry("toleration effect NoRun", invalidCase{func(s *v1.ImageGenerationJobSpec) {
+			s.Placement.Tolerations = []corev1.Toleration{{Key: "gpu", Operator: corev1.TolerationOpExists, Effect: "NoRun"}}
+		}, []string{"spec.placement.tolerations", "effect must be NoSchedule, PreferNoSchedule or NoExecute"}, nil}),
+		Entry("toleration Exists with a value", invalidCase{func(s *v1.ImageGenerationJobSpec) {
+			s.Placement.Tolerations = []corev1.Toleration{{Key: "gpu", Operator: corev1.TolerationOpExists, Value: "a100"}}
+		}, []string{"spec.placement.tolerations", "operator Exists must have no value"}, nil}),
+		Entry("toleration with an empty key and operator Equal", invalidCase{func(s *v1.ImageGenerationJobSpec) {
+			s.Placement.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpEqual, Value: "a100"}}
+		}, []string{"spec.placement.tolerations", "empty key must have operator Exists"}, nil}),
+		Entry("tolerationSeconds with NoSchedule", invalidCase{func(s *v1.ImageGenerationJobSpec) {
+			s.Placement.Tolerations = []corev1.Toleration{{Key: "gpu", Operator: corev1.TolerationOpExists,
+				Effect: corev1.TaintEffectNoSchedule, TolerationSeconds: ptr.To[int64](60)}}
+		}, []string{"spec.placement.tolerations", "tolerationSeconds is only allowed", "NoExecute"}, nil}),
+		Entry("tolerationSeconds without an effect", invalidCase{func(s *v1.ImageGenerationJobSpec) {
+			s.Placement.Tolerations = []corev1.Toleration{{Key: "gpu", Operator: corev1.TolerationOpExists, TolerationSeconds: ptr.To[int64](60)}}
+		}, []string{"spec.placement.tolerations", "tolerationSeconds is only allowed"}, nil}),
 	)
+
+	It("accepts exactly the tolerations a pod accepts", func() {
+		tolerations := []corev1.Toleration{
+			{Operator: corev1.TolerationOpExists},
+			{Key: "gpu", Operator: corev1.TolerationOpExists},
+			{Key: "gpu", Operator: corev1.TolerationOpEqual, Value: "a100", Effect: corev1.TaintEffectNoSchedule},
+			{Key: "gpu", Value: "a100", Effect: corev1.TaintEffectPreferNoSchedule},
+			{Key: "gpu", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](30)},
+			{Key: "gpu"},
+			{Key: "gpu", Operator: "In", Value: "a"},
+			{Key: "gpu", Operator: corev1.TolerationOpExists, Effect: "NoRun"},
+			{Key: "gpu", Operator: corev1.TolerationOpExists, Value: "a100"},
+			{Operator: corev1.TolerationOpEqual, Value: "a100"},
+			{Key: "gpu", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule, TolerationSeconds: ptr.To[int64](60)},
+		}
+		for _, t := range tolerations {
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: "tolerant", Namespace: ns},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "sdgen"}},
+					Tolerations: []corev1.Toleration{t}},
+			}
+			podErr := k8s.Create(ctx, pod, client.DryRunAll)
+			job := MakeJob("tolerant").Namespace(ns).Mutate(func(s *v1.ImageGenerationJobSpec) {
+				s.Placement.Tolerations = []corev1.Toleration{t}
+			}).Obj()
+			jobErr := k8s.Create(ctx, job, client.DryRunAll)
+			Expect(jobErr == nil).To(Equal(podErr == nil), "toleration %+v: pod %v, job %v", t, podErr, jobErr)
+		}
+	})
+
+	It("refuses a name too long to name the job's pods", func() {
+		ok := MakeJob(strings.Repeat("a", v1.MaxJobNameLength)).Namespace(ns).Obj()
+		Expect(k8s.Create(ctx, ok, client.DryRunAll)).To(Succeed())
+		long := MakeJob(strings.Repeat("a", v1.MaxJobNameLength+1)).Namespace(ns).Obj()
+		err := k8s.Create(ctx, long, client.DryRunAll)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "expected an Invalid error, got %v", err)
+		Expect(err.Error()).To(And(ContainSubstring("metadata.name must be at most 244 characters"),
+			ContainSubstring("<name>-<index>-r<retry>")))
+	})
 
 	It("refuses changes to what shapes the images and names the field", func() {
 		job := MakeJob("immutable").Namespace(ns).Obj()

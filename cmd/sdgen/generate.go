@@ -32,14 +32,16 @@ var generateCommand = command{
 
 // exitCodesHelp documents the exit codes of `sdgen generate` (see
 // controllers/podcontract), for --help.
-const exitCodesHelp = `Exit codes of generate:
-  0  success
-  1  any other failure (including NaN or Inf in the latents, with the step)
-  2  invalid input: a bad flag or value, a size not a multiple of 8, an empty prompt
-  3  model error: a missing, corrupt or unsupported checkpoint or tokenizer
-     (the message names the file and tensor)
-  4  out of memory
-  5  device error
+const exitCodesHelp = `Exit codes of generate (sysexits):
+   0  success
+   1  any other failure (including NaN or Inf in the latents, with the step)
+  64  usage: an unknown or missing flag, a value that does not parse
+  65  invalid input: a size not a multiple of 8, an empty prompt, an unknown sampler
+  66  model error: a missing, corrupt or unsupported checkpoint or tokenizer
+      (the message names the file and tensor)
+  69  device error
+  70  internal error (a bug in sdgen)
+  71  out of memory
 `
 
 // exitError carries an exit code other than 1 from a subcommand to run.
@@ -161,7 +163,7 @@ func runGenerate(e *env, args []string) (err error) {
 	res := generateResult{Result: podcontract.Result{GPUUUID: os.Getenv(podcontract.EnvGPUUUID)}}
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("internal error: %v\n%s", p, debug.Stack())
+			err = exitError{podcontract.ExitInternal, fmt.Errorf("internal error: %v\n%s", p, debug.Stack())}
 		}
 		res.ExitCode = exitCodeOf(err)
 		if c := res.ExitCode; c > 1 && !errors.As(err, new(exitCoder)) && !errors.As(err, new(usageError)) {
@@ -257,21 +259,30 @@ const gcPercent = 5
 
 var cudaDevice = regexp.MustCompile(`^cuda:[0-9]+$`)
 
+// validateGenerate checks the flags before anything is loaded: a missing
+// flag is a usage error (64), a value out of range invalid input (65).
 func validateGenerate(g *generateFlags) error {
-	if err := g.req.Validate(); err != nil {
-		return usageError{"--" + err.Error()}
-	}
 	switch {
 	case g.model == "":
 		return usageError{"--model is required"}
 	case g.output == "":
 		return usageError{"--output is required"}
+	}
+	if err := g.req.Validate(); err != nil {
+		return invalidInput("--" + err.Error())
+	}
+	switch {
 	case !strings.HasSuffix(strings.ToLower(g.output), ".png"):
-		return usageError{fmt.Sprintf("--output %q: expected a .png file", g.output)}
+		return invalidInput(fmt.Sprintf("--output %q: expected a .png file", g.output))
 	case g.device != podcontract.DeviceAuto && g.device != podcontract.DeviceCPU && !cudaDevice.MatchString(g.device):
-		return usageError{fmt.Sprintf("--device %q: expected auto, cpu or cuda:N", g.device)}
+		return invalidInput(fmt.Sprintf("--device %q: expected auto, cpu or cuda:N", g.device))
 	}
 	return nil
+}
+
+// invalidInput is a flag value that parsed but cannot be used (exit 65).
+func invalidInput(msg string) error {
+	return exitError{podcontract.ExitInvalidInput, errors.New(msg)}
 }
 
 // resolveDevice picks where to run. This build has only the CPU backend:
@@ -305,7 +316,9 @@ func exitCodeOf(err error) int {
 		return podcontract.ExitSuccess
 	case errors.As(err, &coded):
 		return coded.ExitCode()
-	case errors.As(err, new(usageError)), errors.As(err, &input):
+	case errors.As(err, new(usageError)):
+		return podcontract.ExitUsage
+	case errors.As(err, &input):
 		return podcontract.ExitInvalidInput
 	case errors.As(err, &model):
 		return podcontract.ExitModelError
@@ -343,12 +356,12 @@ func memoryLimit() int64 {
 	return 0
 }
 
-// checkMemory fails with exit code 4 before any weight is converted when
+// checkMemory fails with exit code 71 (out of memory) before any weight is converted when
 // the container's memory limit cannot hold the largest phase (the UNet's
 // float32 weights and a rough bound on activations): the Go runtime
-// cannot recover from an allocation failure later, and would exit with a
-// status that reads as invalid input. It also sets the garbage collector's
-// soft limit a little under the container limit.
+// cannot recover from an allocation failure later: it would crash with
+// exit status 2, retried like any crash, without saying why. It also sets
+// the garbage collector's soft limit a little under the container limit.
 func checkMemory(m *checkpoint.Model, req pipeline.Request) error {
 	limit := memoryLimit()
 	if limit == 0 {

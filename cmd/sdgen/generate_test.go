@@ -224,8 +224,11 @@ func TestGenerateExitCodes(t *testing.T) {
 		{"unknown sampler", small(model, "--sampler", "plms"), podcontract.ExitInvalidInput, "--sampler"},
 		{"bad rng", small(model, "--rng", "xorshift"), podcontract.ExitInvalidInput, "--rng"},
 		{"bad device", small(model, "--device", "tpu"), podcontract.ExitInvalidInput, "--device"},
-		{"bad number", small(model, "--steps", "many"), podcontract.ExitInvalidInput, "flag -steps"},
-		{"no model", []string{"--prompt", "x"}, podcontract.ExitInvalidInput, "--model"},
+		{"bad number", small(model, "--steps", "many"), podcontract.ExitUsage, "flag -steps"},
+		{"unknown flag", small(model, "--colour", "red"), podcontract.ExitUsage, "-colour"},
+		{"extra argument", small(model, "fox"), podcontract.ExitUsage, "unexpected arguments"},
+		{"no model", []string{"--prompt", "x"}, podcontract.ExitUsage, "--model"},
+		{"not a PNG", small(model, "--output", "out.jpg"), podcontract.ExitInvalidInput, "--output"},
 		{"missing model", small(missing), podcontract.ExitModelError, missing},
 		{"corrupt model", small(corrupt), podcontract.ExitModelError, corrupt},
 		{"no GPU backend", small(model, "--device", "cuda:0"), podcontract.ExitDeviceError, "cuda:0"},
@@ -246,7 +249,7 @@ func TestGenerateHelpDocumentsExitCodesAndEnvironment(t *testing.T) {
 	if code := run([]string{"generate", "--help"}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, want := range []string{"$SDFLEET_PROMPT", "$SDFLEET_NEGATIVE_PROMPT", "$SDFLEET_RESULT_FILE", "3  model error", "4  out of memory", "5  device error"} {
+	for _, want := range []string{"$SDFLEET_PROMPT", "$SDFLEET_NEGATIVE_PROMPT", "$SDFLEET_RESULT_FILE", "65  invalid input", "66  model error", "69  device error", "71  out of memory"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("generate --help lacks %q", want)
 		}
@@ -260,7 +263,9 @@ func TestExitCodeOf(t *testing.T) {
 	}{
 		{nil, 0},
 		{flag.ErrHelp, 0},
-		{usageError{"--width"}, podcontract.ExitInvalidInput},
+		{usageError{"--steps many"}, podcontract.ExitUsage},
+		{fmt.Errorf("wrapped: %w", usageError{"--bogus"}), podcontract.ExitUsage},
+		{invalidInput("--width 65"), podcontract.ExitInvalidInput},
 		{fmt.Errorf("wrapped: %w", &pipeline.InputError{Field: "width", Message: "odd"}), podcontract.ExitInvalidInput},
 		{&pipeline.ModelError{Path: "m", Err: errors.New("bad")}, podcontract.ExitModelError},
 		{exitError{podcontract.ExitOutOfMemory, errors.New("too big")}, podcontract.ExitOutOfMemory},
@@ -272,5 +277,30 @@ func TestExitCodeOf(t *testing.T) {
 		if got := exitCodeOf(c.err); got != c.want {
 			t.Errorf("exitCodeOf(%v) = %d, want %d", c.err, got, c.want)
 		}
+	}
+}
+
+// A prompt is a flag's value, never a flag: `--prompt --help` (or -h, or
+// something that looks like another flag) is the text of the image.
+func TestGeneratePromptThatLooksLikeAFlag(t *testing.T) {
+	model := tinyModels(t)[checkpoint.Diffusers]
+	for _, prompt := range []string{"--help", "-h", "-help", "--steps=1"} {
+		g := generate(t, "--model", model, "--prompt", prompt, "--width", "64", "--height", "48", "--steps", "2", "--seed", "11")
+		if g.code != 0 {
+			t.Fatalf("prompt %q: exit %d, stderr %s", prompt, g.code, g.stderr)
+		}
+		if strings.Contains(g.stdout, "Usage:") || len(g.png) == 0 || g.result.Validate() != nil {
+			t.Fatalf("prompt %q: printed help or wrote no image: stdout %q, result %+v", prompt, g.stdout, g.result)
+		}
+		if !bytes.Contains(g.png, []byte(prompt+"\nSteps: 2")) {
+			t.Errorf("prompt %q: the PNG's parameters do not start with the prompt", prompt)
+		}
+	}
+	// In a flag's place, --help is still help, and writes nothing.
+	out := filepath.Join(t.TempDir(), "help.png")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"generate", "--model", model, "--prompt", "a fox", "--output", out, "--help"}, &stdout, &stderr)
+	if _, err := os.Stat(out); code != 0 || !strings.Contains(stdout.String(), "Usage: sdgen generate") || err == nil {
+		t.Errorf("--help after the flags: exit %d, stdout %q, stat of the PNG: %v", code, stdout.String(), err)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+
+	"github.com/sdfleet/sdfleet/controllers/podcontract"
 )
 
 // command is one subcommand. run gets the arguments after the subcommand
@@ -38,14 +41,14 @@ func main() {
 }
 
 // run executes the command line and returns the exit status: 0 on
-// success, 1 when the command failed, 2 for usage errors.
+// success, 1 when the command failed, 64 (EX_USAGE) for usage errors.
 func run(args []string, stdout, stderr io.Writer) int {
 	e := &env{stdout: stdout, stderr: stderr, log: funcr.New(func(prefix, kv string) {
 		fmt.Fprintln(stderr, strings.TrimSpace(prefix+" "+kv))
 	}, funcr.Options{})}
 	if len(args) == 0 {
 		usage(stderr)
-		return 2
+		return podcontract.ExitUsage
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
@@ -67,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitCodeOf(err)
 		case errors.As(err, new(usageError)):
 			fmt.Fprintf(stderr, "sdgen %s: %v\n", c.name, err)
-			return 2
+			return podcontract.ExitUsage
 		default:
 			fmt.Fprintf(stderr, "sdgen %s: %v\n", c.name, err)
 			return 1
@@ -75,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "sdgen: unknown command %q\n\n", args[0])
 	usage(stderr)
-	return 2
+	return podcontract.ExitUsage
 }
 
 func usage(w io.Writer) {
@@ -91,7 +94,7 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, exitCodesHelp)
 }
 
-// usageError marks errors in how a command was invoked (exit status 2).
+// usageError marks errors in how a command was invoked (exit status 64, EX_USAGE).
 type usageError struct{ msg string }
 
 func (u usageError) Error() string { return u.msg }
@@ -109,16 +112,20 @@ func newFlagSet(e *env, name, synopsis string) *flag.FlagSet {
 }
 
 // parse parses flags, sending --help output to stdout, and rejects
-// positional arguments.
+// positional arguments. Help is what the flag package finds in a flag's
+// place: the value of a flag is never read as a flag, so
+// `--prompt --help` asks for an image of "--help".
 func parse(e *env, fs *flag.FlagSet, args []string) error {
-	for _, a := range args {
-		if a == "-h" || a == "-help" || a == "--help" {
-			fs.SetOutput(e.stdout)
-			fs.Usage()
-			return flag.ErrHelp
-		}
-	}
-	if err := fs.Parse(args); err != nil {
+	var out bytes.Buffer
+	fs.SetOutput(&out)
+	err := fs.Parse(args)
+	fs.SetOutput(e.stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		_, _ = e.stdout.Write(out.Bytes())
+		return flag.ErrHelp
+	case err != nil:
+		_, _ = e.stderr.Write(out.Bytes())
 		return usageError{err.Error()}
 	}
 	if fs.NArg() > 0 {

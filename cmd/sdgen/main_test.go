@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sdfleet/sdfleet/controllers/podcontract"
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
 )
 
@@ -18,15 +19,15 @@ func TestHelpAndUsage(t *testing.T) {
 	}{
 		{[]string{"--help"}, 0, "testmodel", ""},
 		{[]string{"help"}, 0, "Commands:", ""},
-		{nil, 2, "", "Usage: sdgen COMMAND"},
-		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{nil, podcontract.ExitUsage, "", "Usage: sdgen COMMAND"},
+		{[]string{"frobnicate"}, podcontract.ExitUsage, "", `unknown command "frobnicate"`},
 		{[]string{"testmodel", "--help"}, 0, "--layout", ""},
-		{[]string{"testmodel", "--size", "huge", "--out", "x"}, 2, "", `unknown test model size "huge"`},
-		{[]string{"testmodel", "--layout", "zip", "--out", "x"}, 2, "", `--layout "zip"`},
-		{[]string{"testmodel"}, 2, "", "--out is required"},
-		{[]string{"testmodel", "--out", "x", "--dtype", "I8"}, 2, "", `--dtype "I8"`},
-		{[]string{"testmodel", "--out", "x", "extra"}, 2, "", "unexpected arguments"},
-		{[]string{"testmodel", "--bogus"}, 2, "", "flag provided but not defined"},
+		{[]string{"testmodel", "--size", "huge", "--out", "x"}, podcontract.ExitUsage, "", `unknown test model size "huge"`},
+		{[]string{"testmodel", "--layout", "zip", "--out", "x"}, podcontract.ExitUsage, "", `--layout "zip"`},
+		{[]string{"testmodel"}, podcontract.ExitUsage, "", "--out is required"},
+		{[]string{"testmodel", "--out", "x", "--dtype", "I8"}, podcontract.ExitUsage, "", `--dtype "I8"`},
+		{[]string{"testmodel", "--out", "x", "extra"}, podcontract.ExitUsage, "", "unexpected arguments"},
+		{[]string{"testmodel", "--bogus"}, podcontract.ExitUsage, "", "flag provided but not defined"},
 	}
 	for _, c := range cases {
 		var out, errOut bytes.Buffer

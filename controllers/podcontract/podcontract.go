@@ -48,13 +48,26 @@ const (
 	ResultFile = "/dev/termination-log"
 )
 
-// Exit codes of `sdgen generate`.
+// Exit codes of `sdgen generate`, from the sysexits range (64-78) that neither the shell, the
+// Go runtime (2 on a fatal error, or an unrecovered panic) nor the kernel (128+signal) uses, so
+// that a crash is never read as a verdict on the image.
 const (
-	ExitSuccess      = 0
-	ExitInvalidInput = 2
-	ExitModelError   = 3
-	ExitOutOfMemory  = 4
-	ExitDeviceError  = 5
+	ExitSuccess = 0
+	// ExitUsage (EX_USAGE): the command line is wrong (an unknown or missing flag, a value that
+	// does not parse, an extra argument). The image fails.
+	ExitUsage = 64
+	// ExitInvalidInput (EX_DATAERR): a value is invalid (an empty prompt, a size that is not a
+	// multiple of 8, an unknown sampler). The image fails.
+	ExitInvalidInput = 65
+	// ExitModelError (EX_NOINPUT): the model is missing, corrupt or unsupported. The job fails.
+	ExitModelError = 66
+	// ExitDeviceError (EX_UNAVAILABLE): the GPU cannot be used. Retried on another GPU.
+	ExitDeviceError = 69
+	// ExitInternal (EX_SOFTWARE): sdgen caught its own bug (a recovered panic). Retried.
+	ExitInternal = 70
+	// ExitOutOfMemory (EX_OSERR): the GPU or the container ran out of memory. Retried on another
+	// GPU.
+	ExitOutOfMemory = 71
 )
 
 // Result is the JSON object sdgen writes to the result file when it exits.
@@ -134,14 +147,18 @@ const (
 	FailureDevice Failure = "DeviceError"
 	// FailureOther: retried.
 	FailureOther Failure = "Error"
+	// FailureNoResult: sdgen exited 0 but left no valid Result, so the image may not be
+	// written: retried.
+	FailureNoResult Failure = "NoResult"
 )
 
-// Classify maps an exit code of sdgen to its failure class.
+// Classify maps an exit code of sdgen to its failure class. Every code sdgen does not choose
+// itself (1, a Go runtime crash's 2, 137 for a kill, any other) is FailureOther: retried.
 func Classify(exitCode int32) Failure {
 	switch exitCode {
 	case ExitSuccess:
 		return FailureNone
-	case ExitInvalidInput:
+	case ExitUsage, ExitInvalidInput:
 		return FailureInvalidInput
 	case ExitModelError:
 		return FailureModel
@@ -156,7 +173,7 @@ func Classify(exitCode int32) Failure {
 
 // Retriable reports whether an image that failed with f may run again.
 func (f Failure) Retriable() bool {
-	return f == FailureOutOfMemory || f == FailureDevice || f == FailureOther
+	return f == FailureOutOfMemory || f == FailureDevice || f == FailureOther || f == FailureNoResult
 }
 
 // CleanRelative turns a path inside a volume into a clean relative path that cannot leave the

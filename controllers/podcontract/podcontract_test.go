@@ -12,12 +12,22 @@ func TestClassify(t *testing.T) {
 		retriable bool
 	}{
 		{0, FailureNone, false},
-		{2, FailureInvalidInput, false},
-		{3, FailureModel, false},
-		{4, FailureOutOfMemory, true},
-		{5, FailureDevice, true},
+		{64, FailureInvalidInput, false},
+		{65, FailureInvalidInput, false},
+		{66, FailureModel, false},
+		{69, FailureDevice, true},
+		{70, FailureOther, true},
+		{71, FailureOutOfMemory, true},
 		{1, FailureOther, true},
+		// The Go runtime exits 2 on a fatal error or an unrecovered panic: a crash, retried.
+		{2, FailureOther, true},
+		// The codes of the first scheme, and any other code sdgen does not choose, are retried.
+		{3, FailureOther, true},
+		{4, FailureOther, true},
+		{5, FailureOther, true},
+		{78, FailureOther, true},
 		{137, FailureOther, true},
+		{-1, FailureOther, true},
 	}
 	for _, tt := range tests {
 		got := Classify(tt.code)

@@ -28,6 +28,7 @@ import (
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
 	"github.com/sdfleet/sdfleet/controllers"
+	"github.com/sdfleet/sdfleet/controllers/podcontract"
 	sdtesting "github.com/sdfleet/sdfleet/controllers/testing"
 )
 
@@ -139,7 +140,7 @@ scrape_configs:
 		for succeeded := 0; succeeded < jobImages; {
 			pod := nextActivePod(ns, job.Name)
 			if !retried {
-				failPod(pod, 4, "CUDA out of memory")
+				failPod(pod, podcontract.ExitOutOfMemory, "CUDA out of memory")
 				retried = true
 				Eventually(func(g Gomega) float64 { return prom.scalar(g, "sum(sdfleet_image_retries_total)") }).Should(BeNumerically(">=", 1))
 				continue
