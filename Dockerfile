@@ -1,8 +1,9 @@
-# Multi-stage build of sdfleet's three binaries, one image target each:
+# Multi-stage build of sdfleet's four binaries, one image target each:
 #   docker build --target manager      -t sdfleet/manager .
 #   docker build --target deviceplugin -t sdfleet/deviceplugin .
 #   docker build --target sdgen        -t sdfleet/sdgen .
-# manager and sdgen are static (CGO_ENABLED=0) on distroless static, non-root. The device plugin
+#   docker build --target gateway      -t sdfleet/gateway .
+# manager, sdgen and gateway are static (CGO_ENABLED=0) on distroless static, non-root. The device plugin
 # needs cgo: go-nvml opens libnvidia-ml with dlopen at run time (the NVIDIA container toolkit
 # mounts it), so it is linked with lazy binding on a glibc base.
 
@@ -16,11 +17,13 @@ COPY api/ api/
 COPY cmd/ cmd/
 COPY controllers/ controllers/
 COPY deviceplugin/ deviceplugin/
+COPY gateway/ gateway/
 COPY inference/ inference/
 COPY internal/ internal/
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/sdfleet/sdfleet/internal/version.Version=${VERSION}" -o /out/manager ./cmd/manager
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/sdfleet/sdfleet/internal/version.Version=${VERSION}" -o /out/sdgen ./cmd/sdgen
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/sdfleet/sdfleet/internal/version.Version=${VERSION}" -o /out/gateway ./cmd/gateway
 RUN CGO_ENABLED=1 go build -trimpath -ldflags="-s -w -X github.com/sdfleet/sdfleet/internal/version.Version=${VERSION} -extldflags=-Wl,-z,lazy" -o /out/deviceplugin ./cmd/deviceplugin
 
 FROM gcr.io/distroless/static-debian12:nonroot AS manager
@@ -32,6 +35,11 @@ FROM gcr.io/distroless/static-debian12:nonroot AS sdgen
 COPY --from=build /out/sdgen /sdgen
 USER 65532:65532
 ENTRYPOINT ["/sdgen"]
+
+FROM gcr.io/distroless/static-debian12:nonroot AS gateway
+COPY --from=build /out/gateway /gateway
+USER 65532:65532
+ENTRYPOINT ["/gateway"]
 
 # The device plugin runs as root: it creates sockets in the kubelet's device-plugins folder.
 FROM gcr.io/distroless/base-debian12 AS deviceplugin

@@ -34,6 +34,7 @@ manifests: ## Generate CRDs and RBAC roles from the code's markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./controllers/... output:rbac:artifacts:config=config/rbac
 	@if ls deviceplugin/*/rbac.go >/dev/null 2>&1 || grep -rqs '+kubebuilder:rbac' deviceplugin; then \
 	  $(CONTROLLER_GEN) rbac:roleName=deviceplugin-role paths=./deviceplugin/... output:rbac:artifacts:config=config/rbac/deviceplugin; fi
+	$(CONTROLLER_GEN) rbac:roleName=gateway-role paths=./gateway/... output:rbac:artifacts:config=config/rbac/gateway
 	charts/sync-generated.sh
 
 .PHONY: verify

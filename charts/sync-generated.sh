@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Copies what `make manifests` generates from the code's markers into the Helm chart, which
 # renders it from there: the CRDs (config/crd/bases) and the ClusterRoles of the operator
-# (config/rbac/role.yaml) and the node agent (config/rbac/deviceplugin/role.yaml). The chart's
-# copies are never edited by hand; test/packaging fails when they differ from config/.
+# (config/rbac/role.yaml), the node agent (config/rbac/deviceplugin/role.yaml) and the gateway
+# (config/rbac/gateway/role.yaml). The chart's copies are never edited by hand; test/packaging
+# fails when they differ from config/.
 #
 #   charts/sync-generated.sh
 set -euo pipefail
@@ -27,3 +28,4 @@ for crd in "$ROOT"/config/crd/bases/*.yaml; do
 done
 copy "$ROOT/config/rbac/role.yaml" "$CHART/files/rbac/manager-role.yaml"
 copy "$ROOT/config/rbac/deviceplugin/role.yaml" "$CHART/files/rbac/deviceplugin-role.yaml"
+copy "$ROOT/config/rbac/gateway/role.yaml" "$CHART/files/rbac/gateway-role.yaml"

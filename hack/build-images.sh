@@ -15,7 +15,7 @@ cd "$ROOT"
 
 mkimage() { go run ./hack/mkimage "$@"; }
 
-for name in manager sdgen; do
+for name in manager sdgen gateway; do
   [ -x "bin/$name" ] || { echo "build-images: bin/$name is missing: run make build" >&2; exit 1; }
   mkimage -name "$REGISTRY/$name:$TAG" -o "$OUT/$name.tar" -user 65532:65532 "bin/$name=/$name"
   echo "build-images: $REGISTRY/$name:$TAG -> $OUT/$name.tar" >&2

@@ -365,6 +365,7 @@ func TestChartCopiesGeneratedFiles(t *testing.T) {
 	pairs := map[string]string{
 		"config/rbac/role.yaml":              "charts/sdfleet/files/rbac/manager-role.yaml",
 		"config/rbac/deviceplugin/role.yaml": "charts/sdfleet/files/rbac/deviceplugin-role.yaml",
+		"config/rbac/gateway/role.yaml":      "charts/sdfleet/files/rbac/gateway-role.yaml",
 	}
 	crds, _ := filepath.Glob(filepath.Join(repoRoot, "config", "crd", "bases", "*.yaml"))
 	for _, crd := range crds {
