@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
+
+	"github.com/sdfleet/sdfleet/controllers/throughput"
 )
 
 // Every scenario uses the same image: Stable Diffusion 1.5 at 512x512, about 4 GiB of GPU
@@ -12,6 +14,10 @@ const (
 	genWork   = 4.5
 	footprint = 4 * gib
 )
+
+// imageWork is the image's work in megapixel-steps (512x512, 20 steps), as the controller
+// computes it from the job's spec.
+var imageWork = throughput.MegapixelSteps(512, 512, 20)
 
 // scenarioNames are the scenarios, in the order they are run.
 var scenarioNames = []string{"seed-1gpu", "seed-2gpu", "seed-3gpu", "seed-4gpu", "heterogeneous", "background-load", "burst", "gpu-failure", "scale"}

@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/sdfleet/sdfleet/controllers/placement"
+	"github.com/sdfleet/sdfleet/controllers/throughput"
 )
 
 // strategyNames are the strategies, in the order they are reported.
-var strategyNames = []string{"gpu0", "seed-round-robin", "count-spread", "least-loaded", "least-loaded-speed"}
+var strategyNames = []string{"gpu0", "seed-round-robin", "count-spread", "least-loaded", "production"}
 
 func newStrategy(name string) strategy {
 	switch name {
@@ -20,7 +22,7 @@ func newStrategy(name string) strategy {
 		return countSpread{}
 	case "least-loaded":
 		return newEngineStrategy(false, true)
-	case "least-loaded-speed":
+	case "production":
 		return newEngineStrategy(true, true)
 	}
 	return nil
@@ -109,7 +111,9 @@ func (countSpread) dispatch(*sim)              {}
 // engineStrategy is sdfleet's controller: images wait in the controller until the placement
 // engine finds a GPU with room for them.
 type engineStrategy struct {
-	speeds       bool
+	// learner is the controller's speed learner (controllers/throughput); nil ranks by memory
+	// alone, as the controller did before it learned speeds.
+	learner      *throughput.Learner
 	reservations bool
 	eng          *placement.Engine
 	pending      []*image
@@ -117,14 +121,28 @@ type engineStrategy struct {
 	dst          []placement.Decision
 }
 
-// newEngineStrategy returns sdfleet's strategy; speeds passes measured throughput to the engine,
-// reservations (always on in the product) can be turned off to show what they are for.
+// newEngineStrategy returns sdfleet's strategy; speeds learns and passes each GPU's speed and
+// work in flight as the controller does, reservations (always on in the product) can be turned
+// off to show what they are for.
 func newEngineStrategy(speeds, reservations bool) *engineStrategy {
-	return &engineStrategy{
-		speeds:       speeds,
+	e := &engineStrategy{
 		reservations: reservations,
 		eng:          placement.New(placement.Config{SampleInterval: sampleIntervalDuration}),
 	}
+	if speeds {
+		e.learner = throughput.NewLearner(0)
+	}
+	return e
+}
+
+// finished feeds a finished image to the learner, as the controller does with each pod's
+// result: its duration, its work and how many images shared its GPU on average.
+func (e *engineStrategy) finished(s *sim, img *image) {
+	if e.learner == nil {
+		return
+	}
+	e.learner.Observe(throughput.Finish{UUID: img.gpu.uuid, Duration: time.Duration((img.doneAt - img.startedAt) * float64(time.Second)),
+		Work: imageWork, Concurrency: img.meanConcurrency, At: wallclock(img.doneAt)})
 }
 
 func (e *engineStrategy) arrive(_ *sim, j *job)    { e.pending = append(e.pending, j.images...) }
@@ -159,11 +177,25 @@ func (e *engineStrategy) dispatch(s *sim) {
 			e.byUUID[g.uuid] = g
 		}
 	}
-	if e.speeds {
+	if e.learner != nil {
+		// What the controller knows: the published figures, and its ledger of the images on
+		// each GPU (running since when, or not yet running).
+		inFlight := make(map[string][]throughput.Item, len(s.gpus))
+		now := wallclock(s.now)
 		for _, g := range s.gpus {
-			s.snap[g.pos].ImagesPerSecond = g.imagesPerSecond()
-			s.snap[g.pos].QueuedWork = queuedWork(s, g)
+			p := &s.snap[g.pos]
+			e.learner.Describe(throughput.Figures{UUID: g.uuid, Product: g.product, UtilizationPercent: p.UtilizationPercent,
+				SampledFrom: p.Heartbeat.Add(-sampleIntervalDuration), Ours: len(g.active)+len(g.queue)+g.doomed > 0, Now: now})
+			items := make([]throughput.Item, 0, len(g.active)+len(g.queue)+g.doomed)
+			for _, img := range g.active {
+				items = append(items, throughput.Item{Work: imageWork, RunningSince: wallclock(img.startedAt)})
+			}
+			for range len(g.queue) + g.doomed {
+				items = append(items, throughput.Item{Work: imageWork})
+			}
+			inFlight[g.uuid] = items
 		}
+		e.learner.Annotate(s.snap, inFlight, now, imageWork)
 	}
 	snap := placement.Snapshot{GPUs: s.snap, Now: wallclock(s.now)}
 	if e.reservations {
@@ -213,25 +245,3 @@ func (e *engineStrategy) dispatch(s *sim) {
 	}
 	e.pending = append(keep, e.pending[next:]...)
 }
-
-// queuedWork estimates, as a controller can from what it sees, the images' worth of work on g:
-// each running image counts by the fraction it has left, judged from how long it has run, the
-// GPU's measured throughput and how many images share it; queued and doomed images count whole.
-// It is 0 (unknown) before the GPU's first image finished.
-func queuedWork(s *sim, g *gpu) float64 {
-	ips := g.imagesPerSecond()
-	if ips == 0 {
-		return 0
-	}
-	work := float64(len(g.queue) + g.doomed)
-	perImage := ips / float64(max(len(g.active), 1))
-	for _, img := range g.active {
-		left := 1 - (s.now-img.startedAt)*perImage
-		work += min(max(left, minLeft), 1)
-	}
-	return work
-}
-
-// minLeft is the least a running image is taken to have left: one that overran its estimate is
-// still running.
-const minLeft = 0.05
