@@ -24,6 +24,7 @@ import (
 	"github.com/sdfleet/sdfleet/controllers/indexset"
 	"github.com/sdfleet/sdfleet/controllers/ledger"
 	"github.com/sdfleet/sdfleet/controllers/placement"
+	"github.com/sdfleet/sdfleet/controllers/throughput"
 )
 
 // Permissions of the controller: least privilege, no secrets.
@@ -55,6 +56,9 @@ type Config struct {
 	// SkipNameValidation lets several managers in one process (tests) register the
 	// controller.
 	SkipNameValidation bool
+	// SpeedPublishInterval is how often the GPU speeds learned since the last write are
+	// written to the GPUNodes' status (default 10s).
+	SpeedPublishInterval time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -76,6 +80,9 @@ func (c Config) withDefaults() Config {
 	if c.Placement.SampleInterval <= 0 {
 		c.Placement.SampleInterval = time.Second
 	}
+	if c.SpeedPublishInterval <= 0 {
+		c.SpeedPublishInterval = 10 * time.Second
+	}
 	return c
 }
 
@@ -91,6 +98,12 @@ type ImageGenerationJobReconciler struct {
 	placeMu sync.Mutex
 	engine  *placement.Engine
 	ledger  *ledger.Ledger
+	// speeds learns each GPU's speed from the images that finish; speedsToPublish are the
+	// nodes whose learned figures changed since they were last written.
+	speeds          *throughput.Learner
+	speedsToPublish *nodeSet
+	// heartbeats are when the manager saw each GPUNode's heartbeat change.
+	heartbeats *heartbeatClock
 
 	// waiting are the jobs with images waiting for a GPU; GPU and pod changes re-examine them.
 	waiting *jobSet
@@ -142,6 +155,10 @@ func NewReconciler(c client.Client, recorder events.EventRecorder, cfg Config) *
 		ledger:   ledger.New(nil),
 		waiting:  newJobSet(),
 		gauges:   newJobGauges(),
+
+		speeds:          throughput.NewLearner(0),
+		speedsToPublish: newNodeSet(),
+		heartbeats:      newHeartbeatClock(),
 
 		heldEvents: map[types.NamespacedName][]pendingEvent{},
 	}

@@ -2,7 +2,6 @@ package throughput
 
 import (
 	"math"
-	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -302,14 +301,4 @@ func queued(items []Item, now time.Time, perMPStep float64) float64 {
 // MegapixelSteps is the work of one image: width x height / 10^6 x steps.
 func MegapixelSteps(width, height, steps int32) float64 {
 	return float64(width) * float64(height) / 1e6 * float64(steps)
-}
-
-// Sorted returns the UUIDs of m in order, for stable output.
-func Sorted[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
