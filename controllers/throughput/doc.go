@@ -16,7 +16,11 @@
 // (its NVML utilisation the last time no sdfleet image ran there). Samples are folded into an
 // exponentially weighted average. A GPU without samples takes the median of the measured GPUs
 // of the same product, else the median of every measured GPU; with no measurement at all every
-// GPU takes the same nominal figure, so that placement ranks by work in flight alone.
+// GPU takes the same nominal figure, so that placement ranks by work in flight alone. When GPUs
+// are ranked, a measured GPU whose figure is within a factor 1.5 of the median of its product's
+// measured GPUs counts as that median: GPUs of one product differ by measurement noise, which
+// must not send every image to one of two equal GPUs; a GPU further off (throttled, faulty)
+// keeps its own figure.
 //
 // # Expected finish
 //

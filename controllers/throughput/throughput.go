@@ -18,6 +18,11 @@ const (
 	NominalSecondsPerMegapixelStep = 1.0
 	// minLeft is the least share of its work a running image is taken to have left.
 	minLeft = 0.05
+	// sameProductBand is how far a GPU's own figure may lie from the median of its product's
+	// measured GPUs and still be taken as that median when GPUs are ranked: GPUs of one
+	// product are equal but for measurement noise (other pods sharing the node's CPUs, model
+	// loads from a cold cache), which must not make one of two equal GPUs take every image.
+	sameProductBand = 1.5
 	// maxForeign caps the foreign share, so that a GPU fully busy with other work is very
 	// slow rather than infinitely so.
 	maxForeign = 0.95
@@ -188,7 +193,9 @@ func (l *Learner) Measured() map[string]Speed {
 // medians are the medians of the measured GPUs, by product and over the fleet.
 type medians struct {
 	byProduct map[string]float64
-	fleet     float64
+	// pooled are the products with more than one measured GPU.
+	pooled map[string]bool
+	fleet  float64
 }
 
 func (l *Learner) mediansLocked() *medians {
@@ -201,13 +208,29 @@ func (l *Learner) mediansLocked() *medians {
 		byProduct[g.product] = append(byProduct[g.product], g.secondsPerMPStep)
 		all = append(all, g.secondsPerMPStep)
 	}
-	m := &medians{byProduct: map[string]float64{}, fleet: median(all)}
+	m := &medians{byProduct: map[string]float64{}, pooled: map[string]bool{}, fleet: median(all)}
 	for p, xs := range byProduct {
 		if p != "" {
 			m.byProduct[p] = median(xs)
+			m.pooled[p] = len(xs) > 1
 		}
 	}
 	return m
+}
+
+// rankingSpeed is the figure GPUs are ranked by: the GPU's speed, except that a measured GPU
+// within sameProductBand of its product's median counts as the median.
+func (l *Learner) rankingSpeed(uuid string, m *medians) float64 {
+	sp := l.speedLocked(uuid, m)
+	g := l.gpus[uuid]
+	if sp.Source != Measured || g == nil || !m.pooled[g.product] {
+		return sp.SecondsPerMegapixelStep
+	}
+	med := m.byProduct[g.product]
+	if r := sp.SecondsPerMegapixelStep / med; r <= sameProductBand && r >= 1/sameProductBand {
+		return med
+	}
+	return sp.SecondsPerMegapixelStep
 }
 
 func (l *Learner) speedLocked(uuid string, m *medians) Speed {
@@ -262,13 +285,13 @@ func (l *Learner) Annotate(gpus []placement.GPU, inFlight map[string][]Item, now
 	m := l.mediansLocked()
 	for i := range gpus {
 		g := &gpus[i]
-		sp := l.speedLocked(g.UUID, m)
+		sp := l.rankingSpeed(g.UUID, m)
 		foreign := 0.0
 		if r := l.gpus[g.UUID]; r != nil {
 			foreign = r.foreign
 		}
 		// Seconds one megapixel-step takes on this GPU now, other tenants' share taken out.
-		perMPStep := sp.SecondsPerMegapixelStep / (1 - foreign)
+		perMPStep := sp / (1 - foreign)
 		g.ImagesPerSecond = 1 / (perMPStep * work)
 		g.QueuedWork = queued(inFlight[g.UUID], now, perMPStep) / work
 	}

@@ -190,3 +190,24 @@ func TestMegapixelSteps(t *testing.T) {
 		t.Errorf("1000x1000 x 20 steps = %v megapixel-steps, want 20", got)
 	}
 }
+
+func TestEqualProductsRankEqualDespiteNoise(t *testing.T) {
+	l := NewLearner(0)
+	for _, g := range []string{"a", "b", "slow"} {
+		l.Describe(Figures{UUID: g, Product: "H100"})
+	}
+	l.Observe(Finish{UUID: "a", Duration: 1000 * time.Millisecond, Work: 1})
+	l.Observe(Finish{UUID: "b", Duration: 1300 * time.Millisecond, Work: 1})
+	l.Observe(Finish{UUID: "slow", Duration: 4000 * time.Millisecond, Work: 1}) // throttled: 3x the median
+	gpus := []placement.GPU{{UUID: "a"}, {UUID: "b"}, {UUID: "slow"}}
+	l.Annotate(gpus, nil, t0, 1)
+	if gpus[0].ImagesPerSecond != gpus[1].ImagesPerSecond || !near(gpus[0].ImagesPerSecond, 1/1.3) {
+		t.Errorf("a and b rank at %v and %v images/s, want both at the product median's 1/1.3", gpus[0].ImagesPerSecond, gpus[1].ImagesPerSecond)
+	}
+	if !near(gpus[2].ImagesPerSecond, 0.25) {
+		t.Errorf("the throttled GPU ranks at %v images/s, want its own 0.25", gpus[2].ImagesPerSecond)
+	}
+	if sp := l.Speed("b"); !near(sp.SecondsPerMegapixelStep, 1.3) {
+		t.Errorf("published figure of b %v, want its own 1.3", sp.SecondsPerMegapixelStep)
+	}
+}
