@@ -106,6 +106,7 @@ func (r *ImageGenerationJobReconciler) placeAndCreate(ctx context.Context, s *sy
 		limit = int(*job.Spec.Parallelism) - int(st.active)
 	}
 	indexes := st.toPlace(limit)
+	r.demands.set(s.key, int(st.active)+len(indexes))
 	if len(indexes) == 0 {
 		return 0, nil
 	}
@@ -138,6 +139,10 @@ func (r *ImageGenerationJobReconciler) decide(ctx context.Context, s *syncState,
 		base.Pinned = append(base.Pinned, placement.GPURef{Node: g.Node, UUID: g.UUID, Index: g.Index})
 	}
 
+	r.placeMu.Lock()
+	defer r.placeMu.Unlock()
+	indexes = r.fairLimit(s, nodes, indexes)
+
 	// Retries go first, one by one, each avoiding the GPUs its image failed on; then the
 	// fresh images in one batch, so that batch policies (RoundRobin) see them together.
 	var retries, fresh []int32
@@ -149,8 +154,6 @@ func (r *ImageGenerationJobReconciler) decide(ctx context.Context, s *syncState,
 		}
 	}
 
-	r.placeMu.Lock()
-	defer r.placeMu.Unlock()
 	var plans []newPod
 	// place decides for batch and reports whether any image got a GPU or the CPU.
 	place := func(batch []int32, req placement.Request) bool {

@@ -104,6 +104,8 @@ type ImageGenerationJobReconciler struct {
 	speedsToPublish *nodeSet
 	// heartbeats are when the manager saw each GPUNode's heartbeat change.
 	heartbeats *heartbeatClock
+	// demands are the GPU slots each job holds or wants, which its fair share is cut from.
+	demands *jobDemands
 
 	// waiting are the jobs with images waiting for a GPU; GPU and pod changes re-examine them.
 	waiting *jobSet
@@ -159,6 +161,7 @@ func NewReconciler(c client.Client, recorder events.EventRecorder, cfg Config) *
 		speeds:          throughput.NewLearner(0),
 		speedsToPublish: newNodeSet(),
 		heartbeats:      newHeartbeatClock(),
+		demands:         newJobDemands(),
 
 		heldEvents: map[types.NamespacedName][]pendingEvent{},
 	}
@@ -500,6 +503,7 @@ func (r *ImageGenerationJobReconciler) deletePod(ctx context.Context, namespace,
 // in-memory records.
 func (r *ImageGenerationJobReconciler) cleanUpDeletedJob(ctx context.Context, key types.NamespacedName) error {
 	r.waiting.remove(key)
+	r.demands.set(key, 0)
 	r.gauges.set(key, nil)
 	defer r.ledger.ForgetJob(key)
 	var list corev1.PodList
@@ -584,6 +588,7 @@ func (r *ImageGenerationJobReconciler) afterWrite(job *sdfleetv1alpha1.ImageGene
 	} else {
 		r.waiting.remove(s.key)
 	}
+	r.demands.set(s.key, int(s.st.active+waiting))
 	// Durations of the images that succeeded since the last stored status.
 	if job.Status.CompletedIndexes == s.status.CompletedIndexes {
 		return
