@@ -16,10 +16,18 @@ import (
 // each of its images that needs a GPU had one. Safe for concurrent use.
 type jobDemands struct {
 	mu   sync.Mutex
-	jobs map[types.NamespacedName]int
+	jobs map[types.NamespacedName]demand
+	seq  uint64
 }
 
-func newJobDemands() *jobDemands { return &jobDemands{jobs: map[types.NamespacedName]int{}} }
+// demand is a job's slots and when it first asked (a counter: jobs are served oldest first
+// when slots are fewer than jobs).
+type demand struct {
+	slots int
+	since uint64
+}
+
+func newJobDemands() *jobDemands { return &jobDemands{jobs: map[types.NamespacedName]demand{}} }
 
 // set records a job's demand; 0 or less forgets the job.
 func (d *jobDemands) set(job types.NamespacedName, slots int) {
@@ -29,23 +37,32 @@ func (d *jobDemands) set(job types.NamespacedName, slots int) {
 		delete(d.jobs, job)
 		return
 	}
-	d.jobs[job] = slots
+	cur, ok := d.jobs[job]
+	if !ok {
+		d.seq++
+		cur.since = d.seq
+	}
+	cur.slots = slots
+	d.jobs[job] = cur
 }
 
 // share is job's fair share of capacity slots against every recorded demand.
 func (d *jobDemands) share(job types.NamespacedName, capacity int) int {
+	type entry struct {
+		key types.NamespacedName
+		demand
+	}
 	d.mu.Lock()
-	demands := make([]fairshare.Demand, 0, len(d.jobs))
-	for k, slots := range d.jobs {
-		demands = append(demands, fairshare.Demand{Namespace: k.Namespace, Job: k.Name, Slots: slots})
+	entries := make([]entry, 0, len(d.jobs))
+	for k, v := range d.jobs {
+		entries = append(entries, entry{k, v})
 	}
 	d.mu.Unlock()
-	sort.Slice(demands, func(a, b int) bool {
-		if demands[a].Namespace != demands[b].Namespace {
-			return demands[a].Namespace < demands[b].Namespace
-		}
-		return demands[a].Job < demands[b].Job
-	})
+	sort.Slice(entries, func(a, b int) bool { return entries[a].since < entries[b].since })
+	demands := make([]fairshare.Demand, len(entries))
+	for i, e := range entries {
+		demands[i] = fairshare.Demand{Namespace: e.key.Namespace, Job: e.key.Name, Slots: e.slots}
+	}
 	for _, s := range fairshare.Shares(capacity, demands) {
 		if s.Namespace == job.Namespace && s.Job == job.Name {
 			return s.Slots

@@ -1,10 +1,5 @@
 package fairshare
 
-import (
-	"cmp"
-	"slices"
-)
-
 // Demand is what one job wants: the slots it would hold if every image that needs a GPU had
 // one (its active pods plus its images waiting, capped by its parallelism).
 type Demand struct {
@@ -22,9 +17,10 @@ type Share struct {
 
 // Shares divides capacity slots between the demands: max-min fair between namespaces, then
 // between the jobs of each namespace. The slots left over from an equal division go one each
-// to the namespaces, then jobs, in name order, so that the result is the same for the same
-// input. The result has one Share per demand, in the order of demands. A capacity of 0 or
-// less gives every job 0.
+// to the namespaces, then jobs, in the order of demands (a namespace by its first demand):
+// callers list the oldest jobs first, so that when there are more jobs than slots they start
+// in the order they came. The result has one Share per demand, in the order of demands. A
+// capacity of 0 or less gives every job 0.
 func Shares(capacity int, demands []Demand) []Share {
 	out := make([]Share, len(demands))
 	for i, d := range demands {
@@ -41,7 +37,6 @@ func Shares(capacity int, demands []Demand) []Share {
 		}
 		byNamespace[d.Namespace] = append(byNamespace[d.Namespace], i)
 	}
-	slices.Sort(namespaces)
 	nsDemand := make([]int, len(namespaces))
 	for k, ns := range namespaces {
 		for _, i := range byNamespace[ns] {
@@ -51,7 +46,6 @@ func Shares(capacity int, demands []Demand) []Share {
 	nsShare := maxMin(capacity, nsDemand)
 	for k, ns := range namespaces {
 		jobs := byNamespace[ns]
-		slices.SortStableFunc(jobs, func(a, b int) int { return cmp.Compare(demands[a].Job, demands[b].Job) })
 		want := make([]int, len(jobs))
 		for j, i := range jobs {
 			want[j] = max(demands[i].Slots, 0)

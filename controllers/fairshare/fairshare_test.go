@@ -16,8 +16,9 @@ func TestShares(t *testing.T) {
 		{"a small job behind a huge one in another namespace", 8, []Demand{{"a", "huge", 2000}, {"b", "small", 4}}, []int{4, 4}},
 		{"a tiny job leaves the rest to the huge one", 8, []Demand{{"a", "huge", 2000}, {"b", "one", 1}}, []int{7, 1}},
 		{"namespaces first, then jobs", 12, []Demand{{"a", "x", 100}, {"a", "y", 100}, {"b", "z", 100}}, []int{3, 3, 6}},
-		{"a remainder goes in name order", 5, []Demand{{"b", "j", 10}, {"a", "j", 10}}, []int{2, 3}},
-		{"jobs of a namespace by name", 3, []Demand{{"a", "y", 10}, {"a", "x", 10}}, []int{1, 2}},
+		{"a remainder goes to the first namespace", 5, []Demand{{"b", "j", 10}, {"a", "j", 10}}, []int{3, 2}},
+		{"and to the first job of a namespace", 3, []Demand{{"a", "y", 10}, {"b", "z", 1}, {"a", "x", 10}}, []int{1, 1, 1}},
+		{"the oldest jobs first when slots are fewer than jobs", 2, []Demand{{"a", "old", 4}, {"b", "mid", 4}, {"c", "new", 4}}, []int{1, 1, 0}},
 		{"unused share goes to the others", 10, []Demand{{"a", "x", 1}, {"b", "y", 2}, {"c", "z", 100}}, []int{1, 2, 7}},
 		{"more capacity than demand", 100, []Demand{{"a", "x", 3}, {"b", "y", 4}}, []int{3, 4}},
 		{"no capacity", 0, []Demand{{"a", "x", 3}}, []int{0}},
@@ -45,15 +46,11 @@ func TestShares(t *testing.T) {
 				t.Errorf("shares %v, want %v", got, tc.want)
 			}
 			if tc.want == nil {
-				// 16 slots over 200 jobs of 4: 16 jobs get one each, the capacity is used.
-				ones := 0
-				for _, s := range got {
-					if s == 1 {
-						ones++
+				// 16 slots over 200 jobs of 4: the 16 oldest get one each.
+				for i, s := range got {
+					if want := map[bool]int{true: 1, false: 0}[i < 16]; s != want {
+						t.Errorf("job %d got %d slots, want %d", i, s, want)
 					}
-				}
-				if ones != 16 || total != 16 {
-					t.Errorf("%d jobs got one slot (total %d), want 16", ones, total)
 				}
 			}
 		})

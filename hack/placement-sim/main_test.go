@@ -59,6 +59,17 @@ func TestEveryScenarioAndStrategy(t *testing.T) {
 	if r := find(t, rows, "gpu-failure", ours); r.Ratio > 1.25 {
 		t.Errorf("gpu-failure: ours ratio %.3f, want at most 1.25", r.Ratio)
 	}
+	// Fair sharing: the small job behind the huge one starts when the first slot frees (an
+	// image takes 6 s), instead of after the huge job.
+	if prod, old := find(t, rows, "two-tenants", ours), find(t, rows, "two-tenants", "least-loaded"); prod.MaxStartWait > 6 || old.MaxStartWait < 100 {
+		t.Errorf("two-tenants: the small job waits %.1fs with fair sharing (want at most 6) and %.1fs without (want the huge job's length)",
+			prod.MaxStartWait, old.MaxStartWait)
+	}
+	for _, name := range []string{"two-tenants", "many-small"} {
+		if r := find(t, rows, name, ours); r.Utilization < 0.95 {
+			t.Errorf("%s: utilisation %.2f, want the fleet busy (at least 0.95)", name, r.Utilization)
+		}
+	}
 	if r := find(t, rows, "burst", ours); r.spread > 1 {
 		t.Errorf("burst: spread %d images between equal GPUs, want at most 1", r.spread)
 	}
@@ -111,7 +122,7 @@ func TestJSONRowsHaveExactlyTheDocumentedFields(t *testing.T) {
 	if len(lines) != len(strategyNames) {
 		t.Fatalf("%d lines, want one per strategy (%d):\n%s", len(lines), len(strategyNames), out.String())
 	}
-	want := []string{"failed_images", "images", "lower_bound_s", "makespan_s", "p95_latency_s", "ratio", "scenario", "strategy"}
+	want := []string{"failed_images", "images", "lower_bound_s", "makespan_s", "max_job_start_wait_s", "p95_latency_s", "ratio", "scenario", "strategy", "utilization"}
 	for i, line := range lines {
 		var row map[string]any
 		if err := json.Unmarshal([]byte(line), &row); err != nil {

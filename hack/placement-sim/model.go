@@ -52,6 +52,8 @@ type gpuSpec struct {
 type jobSpec struct {
 	at     float64
 	images int
+	// namespace is the job's tenant, for fair sharing; empty: every job its own.
+	namespace string
 }
 
 // scenario is a cluster and the jobs that arrive on it.
@@ -128,8 +130,14 @@ type image struct {
 }
 
 type job struct {
-	arrival float64
-	images  []*image
+	name      string
+	namespace string
+	arrival   float64
+	images    []*image
+	// bound counts its images on a GPU (queued, running or doomed); firstStart is when its
+	// first image started (-1: none yet).
+	bound      int
+	firstStart float64
 }
 
 // gpu is a simulated GPU. Its images share its effective speed; v is its virtual time, the work
@@ -150,8 +158,9 @@ type gpu struct {
 	// product names the GPU's model, as NVML would (one per speed and memory size).
 	product string
 	// shared is the integral over time of the number of images running on the GPU, up to
-	// sharedAt: how the controller's ledger measures the concurrency an image ran at.
-	shared, sharedAt float64
+	// sharedAt: how the controller's ledger measures the concurrency an image ran at. busy is
+	// how long the GPU ran any image, up to sharedAt.
+	shared, sharedAt, busy float64
 
 	// started counts the images that started here, for the spread figure.
 	started int
@@ -175,6 +184,9 @@ func (g *gpu) advance(t float64) {
 // tick brings the concurrency integral to t; call it before the running images change.
 func (g *gpu) tick(t float64) {
 	g.shared += float64(len(g.active)) * (t - g.sharedAt)
+	if len(g.active) > 0 {
+		g.busy += t - g.sharedAt
+	}
 	g.sharedAt = t
 }
 
@@ -281,8 +293,11 @@ func newSim(sc *scenario, strat strategy) *sim {
 			}
 		}
 	}
-	for _, js := range sc.jobs {
-		j := &job{arrival: js.at}
+	for k, js := range sc.jobs {
+		j := &job{name: fmt.Sprintf("job-%d", k), namespace: js.namespace, arrival: js.at, firstStart: -1}
+		if j.namespace == "" {
+			j.namespace = j.name
+		}
 		for range js.images {
 			j.images = append(j.images, &image{job: j, resvIdx: -1})
 		}
@@ -390,6 +405,7 @@ func (s *sim) unreserve(img *image) {
 // down.
 func (s *sim) bind(img *image, g *gpu) {
 	img.gpu = g
+	img.job.bound++
 	s.snap[g.pos].SlotsInUse++
 	switch {
 	case g.failed:
@@ -411,6 +427,9 @@ func (s *sim) start(img *image, g *gpu) {
 	img.startV = g.v
 	img.startedAt = s.now
 	img.sharedAtStart = g.shared
+	if img.job.firstStart < 0 {
+		img.job.firstStart = s.now
+	}
 	img.loaded = false
 	g.active = append(g.active, img)
 	g.started++
@@ -462,6 +481,7 @@ func (s *sim) milestone(g *gpu) bool {
 			if f, ok := s.strat.(finisher); ok {
 				f.finished(s, img)
 			}
+			img.job.bound--
 			s.left--
 			s.unreserve(img)
 			s.snap[g.pos].SlotsInUse--
@@ -513,6 +533,7 @@ func (s *sim) failImage(img *image) {
 	img.attempts++
 	if img.gpu != nil {
 		img.avoid = append(img.avoid, img.gpu.uuid)
+		img.job.bound--
 	}
 	img.gpu = nil
 	img.loaded = false

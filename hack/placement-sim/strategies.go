@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/sdfleet/sdfleet/controllers/fairshare"
 	"github.com/sdfleet/sdfleet/controllers/placement"
 	"github.com/sdfleet/sdfleet/controllers/throughput"
 )
@@ -119,6 +120,12 @@ type engineStrategy struct {
 	pending      []*image
 	byUUID       map[string]*gpu
 	dst          []placement.Decision
+
+	// fair shares the GPU slots between jobs as the controller does (controllers/fairshare):
+	// waiting counts each job's pending images, jobs lists the jobs that hold or want slots.
+	fair    bool
+	waiting map[*job]int
+	jobs    []*job
 }
 
 // newEngineStrategy returns sdfleet's strategy; speeds learns and passes each GPU's speed and
@@ -131,7 +138,9 @@ func newEngineStrategy(speeds, reservations bool) *engineStrategy {
 	}
 	if speeds {
 		e.learner = throughput.NewLearner(0)
+		e.fair = true
 	}
+	e.waiting = map[*job]int{}
 	return e
 }
 
@@ -145,8 +154,44 @@ func (e *engineStrategy) finished(s *sim, img *image) {
 		Work: imageWork, Concurrency: img.meanConcurrency, At: wallclock(img.doneAt)})
 }
 
-func (e *engineStrategy) arrive(_ *sim, j *job)    { e.pending = append(e.pending, j.images...) }
-func (e *engineStrategy) retry(_ *sim, img *image) { e.pending = append(e.pending, img) }
+func (e *engineStrategy) arrive(_ *sim, j *job) {
+	e.pending = append(e.pending, j.images...)
+	e.waiting[j] += len(j.images)
+	e.jobs = append(e.jobs, j)
+}
+
+func (e *engineStrategy) retry(_ *sim, img *image) {
+	e.pending = append(e.pending, img)
+	e.waiting[img.job]++
+}
+
+// allowances is, for each job that holds or wants slots, how many more images its fair share
+// of the usable GPUs' slots lets it place now; nil when fairness is off.
+func (e *engineStrategy) allowances(s *sim) map[*job]int {
+	if !e.fair {
+		return nil
+	}
+	capacity := 0
+	for _, g := range s.gpus {
+		if s.healthyByFigures(g) {
+			capacity += g.spec.slots
+		}
+	}
+	kept := e.jobs[:0]
+	demands := make([]fairshare.Demand, 0, len(e.jobs))
+	for _, j := range e.jobs {
+		if d := j.bound + e.waiting[j]; d > 0 {
+			kept = append(kept, j)
+			demands = append(demands, fairshare.Demand{Namespace: j.namespace, Job: j.name, Slots: d})
+		}
+	}
+	e.jobs = kept
+	out := make(map[*job]int, len(kept))
+	for i, sh := range fairshare.Shares(capacity, demands) {
+		out[kept[i]] = max(sh.Slots-kept[i].bound, 0)
+	}
+	return out
+}
 
 // freeSlots counts the images the GPUs could take now by what the controller sees: free slots
 // of the GPUs the published figures show usable, as far as their memory allows.
@@ -204,13 +249,23 @@ func (e *engineStrategy) dispatch(s *sim) {
 	// The pending images are asked for in order, a job's images (or one retry with its GPUs to
 	// avoid) per request, as many as there are free slots; the rest of the queue is the
 	// request's backlog. The first Wait ends the round: nothing later would be placed.
+	allow := e.allowances(s)
 	keep := e.pending[:0]
 	next := 0
 	for next < len(e.pending) && free > 0 {
 		head := e.pending[next]
+		limit := free
+		if allow != nil {
+			if limit = min(free, allow[head.job]); limit == 0 {
+				// Its job holds its fair share: it waits, the images behind it may go.
+				keep = append(keep, head)
+				next++
+				continue
+			}
+		}
 		req := placement.Request{MemoryPerImage: s.sc.footprint, Avoid: head.avoid, Images: 1}
 		if len(head.avoid) == 0 {
-			for next+req.Images < len(e.pending) && req.Images < free {
+			for next+req.Images < len(e.pending) && req.Images < limit {
 				img := e.pending[next+req.Images]
 				if img.job != head.job || len(img.avoid) > 0 {
 					break
@@ -236,6 +291,10 @@ func (e *engineStrategy) dispatch(s *sim) {
 			g := e.byUUID[e.dst[i].GPU.UUID]
 			s.bind(img, g)
 			s.reserve(img)
+			e.waiting[img.job]--
+			if allow != nil {
+				allow[img.job]--
+			}
 			free--
 		}
 		next += req.Images
