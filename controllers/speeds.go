@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -85,12 +86,12 @@ func (r *ImageGenerationJobReconciler) learnFromFinish(pod *corev1.Pod, concurre
 }
 
 // restoreSpeeds starts the learner from the speeds an earlier run published, for the GPUs it
-// has not measured itself.
+// has not measured itself; the node's metrics follow at the next publication.
 func (r *ImageGenerationJobReconciler) restoreSpeeds(gn *sdfleetv1alpha1.GPUNode) {
 	for _, s := range gn.Status.LearnedSpeeds {
 		v, err := strconv.ParseFloat(s.SecondsPerMegapixelStep, 64)
-		if err == nil {
-			r.speeds.Restore(s.UUID, v, s.Images)
+		if err == nil && r.speeds.Restore(s.UUID, v, s.Images) {
+			r.speedsToPublish.add(gn.Name)
 		}
 	}
 }
@@ -137,7 +138,12 @@ func (r *ImageGenerationJobReconciler) publishSpeeds(ctx context.Context) {
 			continue
 		}
 		speeds, summary := nodeSpeeds(&gn, measured)
-		if len(speeds) == 0 {
+		for _, s := range speeds {
+			v, _ := strconv.ParseFloat(s.SecondsPerMegapixelStep, 64)
+			gpuSpeedGauge.WithLabelValues(name, strconv.Itoa(int(s.Index)), s.UUID).Set(v)
+		}
+		if len(speeds) == 0 || (summary == gn.Status.Speeds && equality.Semantic.DeepEqual(speeds, gn.Status.LearnedSpeeds)) {
+			// Nothing new to say: the figures round to what the GPUNode already shows.
 			continue
 		}
 		if err := r.applySpeeds(ctx, name, speeds, summary); err != nil {
@@ -146,10 +152,6 @@ func (r *ImageGenerationJobReconciler) publishSpeeds(ctx context.Context) {
 				r.speedsToPublish.add(name)
 			}
 			continue
-		}
-		for _, s := range speeds {
-			v, _ := strconv.ParseFloat(s.SecondsPerMegapixelStep, 64)
-			gpuSpeedGauge.WithLabelValues(name, strconv.Itoa(int(s.Index)), s.UUID).Set(v)
 		}
 	}
 }

@@ -149,17 +149,19 @@ func (l *Learner) Observe(f Finish) float64 {
 }
 
 // Restore sets the speed of a GPU that has no samples in this process, from what an earlier
-// run published; a GPU already measured keeps its figure.
-func (l *Learner) Restore(uuid string, secondsPerMPStep float64, samples int64) {
+// run published; a GPU already measured keeps its figure. It reports whether it set one.
+func (l *Learner) Restore(uuid string, secondsPerMPStep float64, samples int64) bool {
 	if !(secondsPerMPStep > 0) || math.IsInf(secondsPerMPStep, 0) {
-		return
+		return false
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	g := l.record(uuid)
-	if g.samples == 0 {
-		g.secondsPerMPStep, g.samples = secondsPerMPStep, max(samples, 1)
+	if g.samples > 0 {
+		return false
 	}
+	g.secondsPerMPStep, g.samples = secondsPerMPStep, max(samples, 1)
+	return true
 }
 
 // Speed is a GPU's learned figure.
