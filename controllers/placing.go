@@ -199,10 +199,13 @@ func (r *ImageGenerationJobReconciler) decide(ctx context.Context, s *syncState,
 	}
 	if base.Policy == sdfleetv1alpha1.PlacementRoundRobin {
 		// RoundRobin deals the whole batch over GPUs sorted once.
-		if n := min(len(fresh), MaxPodsPerSync-len(plans)); n > 0 {
+		n := max(min(len(fresh), MaxPodsPerSync-len(plans)), 0)
+		if n > 0 {
 			place(fresh[:n], base)
 		}
-		full(len(fresh) - max(MaxPodsPerSync-len(plans), 0))
+		if n < len(fresh) {
+			s.requeue(nextSyncDelay)
+		}
 		return plans, nil
 	}
 	// Other policies decide image by image anyway; deciding in chunks lets a large job stop

@@ -43,8 +43,10 @@
 //     controllers/throughput from the durations of the images that finished on it (as the
 //     controller reads them from each pod's result) and the images in flight on each GPU (as
 //     its ledger records them), so the engine picks the earliest expected finish and may keep
-//     an image for a busy fast GPU rather than start it on a slow free one. The learner, the
-//     conversion into engine figures and the engine are the controller's own code.
+//     an image for a busy fast GPU rather than start it on a slow free one. Jobs share the GPU
+//     slots fairly (controllers/fairshare: max-min between namespaces, then jobs, the oldest
+//     first when slots are fewer than jobs). The learner, the conversion into engine figures,
+//     the fair shares and the engine are the controller's own code.
 //
 // Retries of the baselines go through the same rule as a new image; sdfleet's retries avoid
 // the GPUs where the image already failed.
@@ -55,6 +57,8 @@
 // larger of total work / total effective speed and the longest single image on the fastest
 // GPU (a GPU whose background memory leaves no room for one image has no effective speed);
 // ratio is makespan / lower bound; p95_latency_s is the 95th percentile of image finish minus
-// job arrival. The lower bound ignores that images are indivisible, so a scenario like 4
+// job arrival; max_job_start_wait_s is the longest any job waited from its arrival to its first
+// image's start (in two-tenants, the small job's wait); utilization is the GPUs' busy time over
+// GPUs x makespan. The lower bound ignores that images are indivisible, so a scenario like 4
 // images on 3 GPUs has ratio 1.5 for any schedule.
 package main
