@@ -231,6 +231,12 @@ func (h *gpuNodeHandler) Update(_ context.Context, e event.UpdateEvent, q queue)
 
 func (h *gpuNodeHandler) Delete(_ context.Context, e event.DeleteEvent, q queue) {
 	h.r.heartbeats.forget(e.Object.GetName())
+	if gn, ok := e.Object.(*sdfleetv1alpha1.GPUNode); ok {
+		// The node left: what was learned of its GPUs goes with its GPUNode.
+		for _, g := range gn.Status.GPUs {
+			h.r.speeds.Forget(g.UUID)
+		}
+	}
 	h.wake(q, e.Object.GetName(), true)
 }
 

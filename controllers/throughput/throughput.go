@@ -164,6 +164,13 @@ func (l *Learner) Restore(uuid string, secondsPerMPStep float64, samples int64) 
 	return true
 }
 
+// Forget drops what is known of a GPU that left the cluster.
+func (l *Learner) Forget(uuid string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.gpus, uuid)
+}
+
 // Speed is a GPU's learned figure.
 type Speed struct {
 	SecondsPerMegapixelStep float64

@@ -104,6 +104,10 @@ func TestRestoreOnlyFillsUnmeasuredGPUs(t *testing.T) {
 	if _, ok := l.Measured()["bad"]; ok {
 		t.Errorf("an infinite figure was restored")
 	}
+	l.Forget("restored")
+	if sp := l.Speed("restored"); sp.Source == Measured {
+		t.Errorf("a forgotten GPU is still measured: %+v", sp)
+	}
 }
 
 func TestForeignUtilisationCountsOnlyWithoutOurImages(t *testing.T) {
