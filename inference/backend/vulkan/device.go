@@ -53,9 +53,6 @@ type Device struct {
 	mem       vk.PhysicalDeviceMemoryProperties
 	family    uint32
 
-	deviceLocalType uint32
-	stagingType     uint32
-
 	kernels kernelCache
 	pool    bufferPool
 	rec     *recorder

@@ -108,7 +108,13 @@ func (d *Device) Release(t *Tensor) {
 		return
 	}
 	if t.weight {
-		d.free(t.buf)
+		b := t.buf
+		if d.rec != nil && d.rec.open {
+			// Recorded commands may still use it: free after the submit.
+			d.rec.after = append(d.rec.after, func() { d.free(b) })
+		} else {
+			d.free(b)
+		}
 	} else {
 		d.pool.put(t.buf)
 	}

@@ -4,5 +4,5 @@
 set -e
 cd "$(dirname "$0")"
 for src in *.comp; do
-	glslc --target-env=vulkan1.3 -O -o "${src%.comp}.spv" "$src"
+	glslc --target-env=vulkan1.2 -O -o "${src%.comp}.spv" "$src"
 done
