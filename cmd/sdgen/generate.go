@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sdfleet/sdfleet/controllers/podcontract"
+	"github.com/sdfleet/sdfleet/inference/backend"
 	"github.com/sdfleet/sdfleet/inference/backend/cpu"
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
 	"github.com/sdfleet/sdfleet/inference/noise"
@@ -209,9 +210,9 @@ func runGenerate(e *env, args []string) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	b, err := cpu.New(cpu.Options{Logger: e.log})
+	b, err := newBackend(e, device)
 	if err != nil {
-		return exitError{podcontract.ExitDeviceError, err}
+		return err
 	}
 	defer b.Close()
 	p, err := pipeline.Open(g.model, b, pipeline.Options{Checkpoint: checkpoint.Options{TokenizerDir: g.tokenizer}, Log: e.log})
@@ -296,6 +297,21 @@ func resolveDevice(e *env, device string) (string, error) {
 	return "", exitError{podcontract.ExitDeviceError, fmt.Errorf("--device %s: this build has no GPU backend", device)}
 }
 
+// newBackend builds the compute backend for a device resolveDevice
+// returned; a backend that cannot start is a device error, which the
+// controller retries on another GPU.
+func newBackend(e *env, device string) (backend.Backend, error) {
+	switch device {
+	case "cpu":
+		b, err := cpu.New(cpu.Options{Logger: e.log})
+		if err != nil {
+			return nil, exitError{podcontract.ExitDeviceError, err}
+		}
+		return b, nil
+	}
+	return nil, exitError{podcontract.ExitDeviceError, fmt.Errorf("device %s: this build has no backend for it", device)}
+}
+
 func exitCodeOf(err error) int {
 	var coded exitCoder
 	var input *pipeline.InputError
@@ -307,6 +323,10 @@ func exitCodeOf(err error) int {
 		return coded.ExitCode()
 	case errors.As(err, new(usageError)), errors.As(err, &input):
 		return podcontract.ExitInvalidInput
+	case errors.As(err, new(*backend.OutOfMemoryError)):
+		// Before model errors: a weight that does not fit is reported
+		// as a model error naming the tensor, but it is out of memory.
+		return podcontract.ExitOutOfMemory
 	case errors.As(err, &model):
 		return podcontract.ExitModelError
 	}

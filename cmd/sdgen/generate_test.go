@@ -18,7 +18,9 @@ import (
 	"testing"
 
 	"github.com/sdfleet/sdfleet/controllers/podcontract"
+	"github.com/sdfleet/sdfleet/inference/backend"
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
+	"github.com/sdfleet/sdfleet/inference/models"
 	"github.com/sdfleet/sdfleet/inference/pipeline"
 	"github.com/sdfleet/sdfleet/inference/testmodel"
 )
@@ -265,6 +267,8 @@ func TestExitCodeOf(t *testing.T) {
 		{&pipeline.ModelError{Path: "m", Err: errors.New("bad")}, podcontract.ExitModelError},
 		{exitError{podcontract.ExitOutOfMemory, errors.New("too big")}, podcontract.ExitOutOfMemory},
 		{exitError{podcontract.ExitDeviceError, errors.New("no gpu")}, podcontract.ExitDeviceError},
+		{fmt.Errorf("step 3: %w", &backend.OutOfMemoryError{What: "activation [2 64 64 320]", Bytes: 10 << 20, Device: "gpu"}), podcontract.ExitOutOfMemory},
+		{&pipeline.ModelError{Path: "m", Err: &models.WeightError{Tensor: "unet/conv_in", Err: &backend.OutOfMemoryError{What: "weight", Device: "gpu"}}}, podcontract.ExitOutOfMemory},
 		{&pipeline.NonFiniteError{Step: 3, Steps: 20, Where: "latents"}, 1},
 		{context.Canceled, 1},
 	}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sdfleet/sdfleet/inference/backend"
 	"github.com/sdfleet/sdfleet/inference/backend/cpu"
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
 	"github.com/sdfleet/sdfleet/inference/models"
@@ -19,7 +20,6 @@ import (
 	"github.com/sdfleet/sdfleet/inference/models/unet"
 	"github.com/sdfleet/sdfleet/inference/models/vae"
 	"github.com/sdfleet/sdfleet/inference/pipeline"
-	"github.com/sdfleet/sdfleet/inference/tensor"
 	"github.com/sdfleet/sdfleet/inference/testmodel"
 )
 
@@ -122,7 +122,7 @@ func cpuTime() time.Duration {
 }
 
 // phases loads each network and times one evaluation of each.
-func phases(b *cpu.Backend, path string, size int) error {
+func phases(b backend.Backend, path string, size int) error {
 	resetPeak()
 	var ck *checkpoint.Model
 	if err := timed("open checkpoint", func() (err error) {
@@ -161,27 +161,42 @@ func phases(b *cpu.Backend, path string, size int) error {
 			ids[i][j] = (j*31 + i) % ck.TextEncoder.VocabSize
 		}
 	}
-	var emb *tensor.Tensor
+	var emb backend.Tensor
 	if err := timed("text encoder (batch 2)", func() (err error) {
-		emb, err = te.Encode(ids)
-		return err
+		if emb, err = te.Encode(ids); err != nil {
+			return err
+		}
+		return b.Sync()
 	}); err != nil {
 		return err
 	}
+	defer b.Release(emb)
 	r := rand.New(rand.NewPCG(1, 1))
 	lat := size / 8
-	x := tensor.MustNew(2, lat, lat, ck.UNet.InChannels)
-	for i := range x.Data {
-		x.Data[i] = float32(r.NormFloat64())
+	noise := make([]float32, 2*lat*lat*ck.UNet.InChannels)
+	for i := range noise {
+		noise[i] = float32(r.NormFloat64())
+	}
+	work := backend.NewScope(b)
+	defer work.Release()
+	x, err := work.Upload(noise, 2, lat, lat, ck.UNet.InChannels)
+	if err != nil {
+		return err
 	}
 	if err := timed("unet step with guidance (batch 2)", func() error {
-		_, err := un.Forward(x, 951, emb)
-		return err
+		pred, err := un.Forward(x, 951, emb)
+		if err != nil {
+			return err
+		}
+		defer b.Release(pred)
+		return b.Sync()
 	}); err != nil {
 		return err
 	}
-	z, _ := x.Reshape(2, lat, lat, ck.UNet.InChannels)
-	one, _ := tensor.FromData(z.Data[:lat*lat*ck.UNet.InChannels], 1, lat, lat, ck.UNet.InChannels)
+	one, err := work.Upload(noise[:lat*lat*ck.UNet.InChannels], 1, lat, lat, ck.UNet.InChannels)
+	if err != nil {
+		return err
+	}
 	if err := timed("vae decode", func() error {
 		_, err := dec.Decode(one)
 		return err
@@ -193,7 +208,7 @@ func phases(b *cpu.Backend, path string, size int) error {
 }
 
 // whole runs a complete generation through the pipeline.
-func whole(b *cpu.Backend, name, path string, size, steps int) error {
+func whole(b backend.Backend, name, path string, size, steps int) error {
 	debug.FreeOSMemory()
 	resetPeak()
 	start, cpu0 := time.Now(), cpuTime()
