@@ -59,6 +59,8 @@ type Device struct {
 	// dummy is bound where a kernel's optional input (bias, residual) is
 	// absent.
 	dummy *Buffer
+	// weights are the loaded weights not yet unloaded, freed by Close.
+	weights map[*Buffer]bool
 }
 
 // Name is the device's name as the driver reports it.
@@ -108,7 +110,7 @@ func Open(opts Options) (_ *Device, err error) {
 	if err := vk.Load(); err != nil {
 		return nil, err
 	}
-	d := &Device{}
+	d := &Device{weights: map[*Buffer]bool{}}
 	var layers, exts []string
 	var mci *vk.DebugUtilsMessengerCreateInfo
 	if opts.Validation {
@@ -309,6 +311,9 @@ func (d *Device) Close() {
 			d.rec.destroy()
 		}
 		d.pool.destroy()
+		for b := range d.weights {
+			d.free(b)
+		}
 		if d.dummy != nil {
 			d.free(d.dummy)
 		}

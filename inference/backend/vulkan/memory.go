@@ -3,6 +3,8 @@ package vulkan
 import (
 	"fmt"
 
+	"github.com/sdfleet/sdfleet/inference/backend"
+
 	"github.com/sdfleet/sdfleet/inference/backend/vulkan/vk"
 )
 
@@ -28,19 +30,6 @@ func (d *Device) findMemoryType(bits uint32, want uint32) (uint32, bool) {
 	}
 	return 0, false
 }
-
-// OutOfMemoryError names the allocation the device could not satisfy.
-type OutOfMemoryError struct {
-	What  string
-	Bytes uint64
-	Err   error
-}
-
-func (e *OutOfMemoryError) Error() string {
-	return fmt.Sprintf("out of device memory allocating %d bytes for %s: %v", e.Bytes, e.What, e.Err)
-}
-
-func (e *OutOfMemoryError) Unwrap() error { return e.Err }
 
 // allocate creates a buffer of size bytes; staging buffers are
 // host-visible and mapped, the others device-local. what names the
@@ -90,7 +79,7 @@ func (d *Device) allocate(what string, size uint64, staging bool) (*Buffer, erro
 
 func (d *Device) allocError(what string, size uint64, err error) error {
 	if vk.IsOutOfMemory(err) {
-		return &OutOfMemoryError{What: what, Bytes: size, Err: err}
+		return &backend.OutOfMemoryError{What: what, Bytes: int64(size), Device: d.props.DeviceName, Err: err}
 	}
 	return fmt.Errorf("allocating %d bytes for %s: %w", size, what, err)
 }

@@ -64,6 +64,9 @@ func (d *Device) alloc(dtype tensor.DType, weight bool, dims []int) (*Tensor, er
 	var b *Buffer
 	if weight {
 		b, err = d.allocate(what, size, false)
+		if err == nil {
+			d.weights[b] = true
+		}
 	} else {
 		b, err = d.pool.get(what, size, false)
 	}
@@ -109,6 +112,7 @@ func (d *Device) Release(t *Tensor) {
 	}
 	if t.weight {
 		b := t.buf
+		delete(d.weights, b)
 		if d.rec != nil && d.rec.open {
 			// Recorded commands may still use it: free after the submit.
 			d.rec.after = append(d.rec.after, func() { d.free(b) })
