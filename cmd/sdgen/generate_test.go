@@ -188,6 +188,9 @@ func TestGenerateEnvironmentVariables(t *testing.T) {
 	t.Setenv("SDFLEET_WIDTH", "32")
 	t.Setenv("SDFLEET_HEIGHT", "40")
 	t.Setenv("SDFLEET_GPU_UUID", "GPU-1234")
+	// No Vulkan driver: the pod's GPU is unusable and auto falls back.
+	t.Setenv("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+	t.Setenv("VK_DRIVER_FILES", "/nonexistent/icd.json")
 	g := generate(t, "--steps", "1")
 	if g.code != 0 {
 		t.Fatalf("exit %d: %s", g.code, g.stderr)

@@ -37,6 +37,22 @@ const (
 	DeviceAuto = "auto"
 	// DeviceCPU runs on the CPU.
 	DeviceCPU = "cpu"
+	// DeviceVulkanPrefix followed by an index ("vulkan:0") names a Vulkan device in the
+	// loader's order.
+	DeviceVulkanPrefix = "vulkan:"
+)
+
+// Environment the device plugin's Allocate gives a GPU container, read by sdgen.
+const (
+	// EnvGPUUUID is the GPU's UUID ("GPU-…" as NVML spells it); for NVIDIA GPUs it equals
+	// the Vulkan device UUID, which is how sdgen finds the GPU and refuses any other.
+	EnvGPUUUID = "SDFLEET_GPU_UUID"
+	// EnvGPUPCIBusID is the GPU's PCI address ("0000:c1:00.0"), set for GPUs whose UUID is
+	// not a Vulkan device UUID (AMD); sdgen then selects the device by address.
+	EnvGPUPCIBusID = "SDFLEET_GPU_PCI_BUS_ID"
+	// EnvGPUSimulated is "true" when the GPU is simulated (no hardware): sdgen runs on the
+	// software Vulkan device and skips the UUID check.
+	EnvGPUSimulated = "SDFLEET_GPU_SIMULATED"
 )
 
 // Mount points inside the image pod.
@@ -70,6 +86,13 @@ type Result struct {
 	// GPUUUID is the GPU the kubelet gave the container (SDFLEET_GPU_UUID), empty on the CPU.
 	// It lets anyone check that the image ran on exactly the GPU the controller chose.
 	GPUUUID string `json:"gpuUUID,omitempty"`
+	// DeviceName and DeviceUUID are the compute device sdgen actually ran on, as its Vulkan
+	// driver reports them; both are empty on the CPU. For a real GPU DeviceUUID equals GPUUUID.
+	DeviceName string `json:"deviceName,omitempty"`
+	DeviceUUID string `json:"deviceUUID,omitempty"`
+	// SimulatedGPU is true when the pod's GPU was simulated (EnvGPUSimulated) and sdgen ran
+	// on the software Vulkan device in its place.
+	SimulatedGPU bool `json:"simulatedGPU,omitempty"`
 	// Error explains a failure.
 	Error string `json:"error,omitempty"`
 }

@@ -19,7 +19,7 @@ var ErrNoDevice = errors.New("no Vulkan device with compute and 16-bit storage b
 var ErrWrongDevice = errors.New("no Vulkan device matches the requested GPU")
 
 // Selector picks the physical device. The first non-empty field wins, in
-// the order UUID, PCIBusID, Index.
+// the order UUID, PCIBusID, Software, Index.
 type Selector struct {
 	// UUID is a device UUID as NVML prints it ("GPU-…" prefix optional):
 	// for NVIDIA GPUs VkPhysicalDeviceIDProperties.deviceUUID equals the
@@ -30,6 +30,9 @@ type Selector struct {
 	PCIBusID string
 	// Index is the position in the loader's device list (vulkan:N).
 	Index int
+	// Software picks the first CPU implementation (lavapipe), the device
+	// a simulated GPU runs on.
+	Software bool
 }
 
 // Options configures Open.
@@ -142,6 +145,11 @@ func Open(opts Options) (_ *Device, err error) {
 	}
 	if d.inst, err = vk.CreateInstance("sdgen", layers, exts, mci); err != nil {
 		d.dropSink()
+		var ve *vk.Error
+		if errors.As(err, &ve) && (ve.Result == vk.ErrorIncompatibleDriver || ve.Result == vk.ErrorInitializationFail) {
+			// The loader found no driver (no ICD file, or none that loads).
+			return nil, fmt.Errorf("%w: the Vulkan loader found no driver (%v); NVIDIA nodes need NVIDIA_DRIVER_CAPABILITIES to include graphics", ErrNoDevice, err)
+		}
 		return nil, fmt.Errorf("creating the Vulkan instance: %w", err)
 	}
 	defer func() {
@@ -264,6 +272,16 @@ func (d *Device) selectPhysical(sel Selector) error {
 		if pick < 0 {
 			return fmt.Errorf("%w: PCI bus address %s is not among %s (devices without VK_EXT_pci_bus_info cannot be matched by address)", ErrWrongDevice, sel.PCIBusID, strings.Join(names, ", "))
 		}
+	case sel.Software:
+		for i, c := range cands {
+			if c.props.DeviceType == vk.PhysicalDeviceTypeCPU {
+				pick = i
+				break
+			}
+		}
+		if pick < 0 {
+			return fmt.Errorf("%w: no software Vulkan device (Mesa's lavapipe) among %s", ErrNoDevice, strings.Join(names, ", "))
+		}
 	default:
 		if sel.Index < 0 || sel.Index >= len(cands) {
 			return fmt.Errorf("%w: vulkan:%d requested but there are %d devices: %s", ErrWrongDevice, sel.Index, len(cands), strings.Join(names, ", "))
@@ -327,4 +345,13 @@ func (d *Device) Close() {
 		d.inst = nil
 	}
 	d.dropSink()
+}
+
+// IsDeviceLost reports whether err comes from a lost device.
+func IsDeviceLost(err error) bool { return vk.IsDeviceLost(err) }
+
+// IsUnavailable reports whether err means that Vulkan cannot run here at
+// all: no loader, or no usable device.
+func IsUnavailable(err error) bool {
+	return errors.Is(err, vk.ErrNoLoader) || errors.Is(err, ErrNoDevice)
 }
