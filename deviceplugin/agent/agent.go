@@ -62,7 +62,7 @@ func New(cfg *config.Config, c client.Client, src gpu.Source, sim *simulator.Sim
 		resource := d.ResourceName(sdfleetv1alpha1.ResourcePrefix)
 		a.metrics.SetInfo(d, resource)
 		a.metrics.SetHealthy(d.Index, d.UUID, true)
-		plugGPUs = append(plugGPUs, kubelet.GPU{Index: d.Index, UUID: d.UUID, ResourceName: resource})
+		plugGPUs = append(plugGPUs, kubelet.GPU{Index: d.Index, UUID: d.UUID, ResourceName: resource, Simulated: a.source.Simulated()})
 	}
 	a.last = make([]gpu.Sample, len(a.devices))
 	a.tracker = health.NewTracker(indexes, policy, nil)

@@ -22,7 +22,7 @@ import (
 
 var testGPUs = []kubelet.GPU{
 	{Index: 0, UUID: "GPU-aaaa", ResourceName: "sdfleet.io/gpu-0"},
-	{Index: 1, UUID: "GPU-bbbb", ResourceName: "sdfleet.io/gpu-1"},
+	{Index: 1, UUID: "GPU-bbbb", ResourceName: "sdfleet.io/gpu-1", Simulated: true},
 }
 
 // standIn is a kubelet stand-in: it serves the Registration API on kubelet.sock.
@@ -147,11 +147,16 @@ func TestRegisterListAllocate(t *testing.T) {
 		resp, err := c.Allocate(ctx, &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: []string{gp.UUID + "::2"}}}})
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(resp.ContainerResponses).To(HaveLen(1))
-		g.Expect(resp.ContainerResponses[0].Envs).To(Equal(map[string]string{
-			kubelet.EnvNvidiaVisibleDevices: gp.UUID,
-			kubelet.EnvGPUUUID:              gp.UUID,
-			kubelet.EnvGPUIndex:             map[int]string{0: "0", 1: "1"}[gp.Index],
-		}))
+		want := map[string]string{
+			kubelet.EnvNvidiaVisibleDevices:     gp.UUID,
+			kubelet.EnvGPUUUID:                  gp.UUID,
+			kubelet.EnvGPUIndex:                 map[int]string{0: "0", 1: "1"}[gp.Index],
+			kubelet.EnvNvidiaDriverCapabilities: "compute,utility,graphics",
+		}
+		if gp.Simulated {
+			want[kubelet.EnvGPUSimulated] = "true"
+		}
+		g.Expect(resp.ContainerResponses[0].Envs).To(Equal(want))
 		g.Expect(resp.ContainerResponses[0].CdiDevices).To(BeEmpty())
 
 		opts, err := c.GetDevicePluginOptions(ctx, &pluginapi.Empty{})

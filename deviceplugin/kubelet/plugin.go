@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/sdfleet/sdfleet/controllers/podcontract"
 )
 
 // Device-list strategies: how Allocate tells the container runtime which GPU to expose.
@@ -37,9 +39,17 @@ const CDIKind = "nvidia.com/gpu"
 // Environment variables Allocate sets in every container that gets a GPU.
 const (
 	EnvNvidiaVisibleDevices = "NVIDIA_VISIBLE_DEVICES"
-	EnvGPUUUID              = "SDFLEET_GPU_UUID"
-	EnvGPUIndex             = "SDFLEET_GPU_INDEX"
+	// EnvNvidiaDriverCapabilities includes graphics so that the NVIDIA container toolkit
+	// mounts the driver's Vulkan ICD, which sdgen's Vulkan backend needs.
+	EnvNvidiaDriverCapabilities = "NVIDIA_DRIVER_CAPABILITIES"
+	EnvGPUUUID                  = podcontract.EnvGPUUUID
+	EnvGPUIndex                 = "SDFLEET_GPU_INDEX"
+	// EnvGPUSimulated is set to "true" for a simulated GPU only.
+	EnvGPUSimulated = podcontract.EnvGPUSimulated
 )
+
+// DriverCapabilities is the value of NVIDIA_DRIVER_CAPABILITIES.
+const DriverCapabilities = "compute,utility,graphics"
 
 // deviceIDSeparator separates the GPU UUID from the slot number in a device ID.
 const deviceIDSeparator = "::"
@@ -49,6 +59,9 @@ type GPU struct {
 	Index        int
 	UUID         string
 	ResourceName string
+	// Simulated marks a GPU of the simulator: the container is told so, and computes on the
+	// software Vulkan device.
+	Simulated bool
 }
 
 // DeviceID is the ID of slot k of a GPU.
@@ -224,9 +237,13 @@ func (p *plugin) Allocate(_ context.Context, req *pluginapi.AllocateRequest) (*p
 			}
 		}
 		car := &pluginapi.ContainerAllocateResponse{Envs: map[string]string{
-			EnvGPUUUID:  p.gpu.UUID,
-			EnvGPUIndex: strconv.Itoa(p.gpu.Index),
+			EnvGPUUUID:                  p.gpu.UUID,
+			EnvGPUIndex:                 strconv.Itoa(p.gpu.Index),
+			EnvNvidiaDriverCapabilities: DriverCapabilities,
 		}}
+		if p.gpu.Simulated {
+			car.Envs[EnvGPUSimulated] = "true"
+		}
 		switch p.strategy {
 		case StrategyCDI:
 			car.Envs[EnvNvidiaVisibleDevices] = "void"
