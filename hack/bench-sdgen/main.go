@@ -9,11 +9,14 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/sdfleet/sdfleet/inference/backend"
 	"github.com/sdfleet/sdfleet/inference/backend/cpu"
+	"github.com/sdfleet/sdfleet/inference/backend/vulkan"
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
 	"github.com/sdfleet/sdfleet/inference/models"
 	"github.com/sdfleet/sdfleet/inference/models/clip"
@@ -42,6 +45,7 @@ func run() error {
 	skipPhases := flag.Bool("skip-phases", false, "skip the per-network measurements")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	gcPercent := flag.Int("gc-percent", sdgenGCPercent, "garbage collector target percentage, as sdgen sets it")
+	device := flag.String("device", "cpu", "backend to measure: cpu or vulkan:N")
 	flag.Parse()
 	debug.SetGCPercent(*gcPercent)
 	if *cpuProfile != "" {
@@ -61,12 +65,16 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	b, err := cpu.New(cpu.Options{})
+	b, err := openBackend(*device)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	fmt.Printf("backend %s, %d workers, %dx%d\n", b.Name(), b.Workers(), *size, *size)
+	if c, ok := b.(*cpu.Backend); ok {
+		fmt.Printf("backend %s, %d workers, %dx%d\n", b.Name(), c.Workers(), *size, *size)
+	} else {
+		fmt.Printf("backend %s, %dx%d\n", b.Name(), *size, *size)
+	}
 
 	name := "given"
 	if *model == "" {
@@ -98,6 +106,18 @@ func run() error {
 		}
 	}
 	return nil
+}
+
+// openBackend opens the backend --device names.
+func openBackend(device string) (backend.Backend, error) {
+	if device == "cpu" {
+		return cpu.New(cpu.Options{})
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(device, "vulkan:"))
+	if err != nil || !strings.HasPrefix(device, "vulkan:") {
+		return nil, fmt.Errorf("--device %q: expected cpu or vulkan:N", device)
+	}
+	return vulkan.New(vulkan.Options{Select: vulkan.Selector{Index: n}})
 }
 
 // timed prints the wall time of f and the CPU time the process spent in
