@@ -1,12 +1,17 @@
 package backend
 
-import "github.com/sdfleet/sdfleet/inference/tensor"
+import (
+	"slices"
+
+	"github.com/sdfleet/sdfleet/inference/tensor"
+)
 
 // Scope is the working set of one evaluation (a UNet step, a VAE
 // decode): the activations allocated through it are released together by
-// Release, so a network's forward pass need not track each one. With a
-// backend that pools released memory, the next evaluation's Allocs reuse
-// the same buffers.
+// Release, so a failed pass leaks nothing, and Free releases one early as
+// soon as its last reader has been called, which keeps the peak down.
+// With a backend that pools released memory, the next evaluation's
+// Allocs reuse the same buffers.
 type Scope struct {
 	b    Backend
 	owns []Tensor
@@ -38,6 +43,39 @@ func (s *Scope) Upload(data []float32, shape ...int) (Tensor, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// Free releases the given tensors now if the scope allocated them and
+// they are not yet released; others (the caller's inputs, views, nil) are
+// left alone.
+func (s *Scope) Free(ts ...Tensor) {
+	for _, t := range ts {
+		if i := s.index(t); i >= 0 {
+			s.owns = slices.Delete(s.owns, i, i+1)
+			s.b.Release(t)
+		}
+	}
+}
+
+// Keep stops tracking t, which then outlives the scope: a pass's result.
+func (s *Scope) Keep(t Tensor) {
+	if i := s.index(t); i >= 0 {
+		s.owns = slices.Delete(s.owns, i, i+1)
+	}
+}
+
+// index finds t among the tracked tensors, newest first since passes
+// mostly free what they allocated last.
+func (s *Scope) index(t Tensor) int {
+	if t == nil {
+		return -1
+	}
+	for i := len(s.owns) - 1; i >= 0; i-- {
+		if s.owns[i] == t {
+			return i
+		}
+	}
+	return -1
 }
 
 // Release releases every tensor the scope allocated, newest first, and

@@ -248,14 +248,9 @@ func (m *Model) Forward(x backend.Tensor, t float64, ctx backend.Tensor) (backen
 	if len(cs) != 3 || cs[0] != n || cs[2] != m.cfg.CrossAttentionDim {
 		return nil, fmt.Errorf("unet context: shape %v, expected [%d, tokens, %d]", cs, n, m.cfg.CrossAttentionDim)
 	}
-	r := &run{b: m.b, groups: m.cfg.NormGroups, ctx: ctx}
-	out, err := r.forward(m, x, t)
-	r.releaseAll()
-	if err != nil {
-		m.b.Release(out)
-		return nil, err
-	}
-	return out, nil
+	r := &run{b: m.b, groups: m.cfg.NormGroups, ctx: ctx, work: backend.NewScope(m.b)}
+	defer r.work.Release()
+	return r.forward(m, x, t)
 }
 
 func (r *run) forward(m *Model, x backend.Tensor, t float64) (backend.Tensor, error) {
@@ -353,7 +348,7 @@ func (r *run) forward(m *Model, x backend.Tensor, t float64) (backend.Tensor, er
 		return nil, fmt.Errorf("unet conv_out: %w", err)
 	}
 	r.release(g)
-	r.forget(out)
+	r.work.Keep(out)
 	return out, nil
 }
 
@@ -365,56 +360,16 @@ type run struct {
 	// temb is SiLU(time embedding) [N, TimeEmbedDim], what every ResNet
 	// block's time_emb_proj reads.
 	temb backend.Tensor
-	// live are the activations allocated and not yet released, so that a
-	// failed pass releases them too.
-	live []backend.Tensor
+	// work holds the activations not yet released, so that a failed pass
+	// releases them too.
+	work *backend.Scope
 }
 
 // alloc allocates an activation the pass releases by itself.
-func (r *run) alloc(shape ...int) (backend.Tensor, error) {
-	t, err := r.b.Alloc(shape...)
-	if err != nil {
-		return nil, err
-	}
-	r.live = append(r.live, t)
-	return t, nil
-}
+func (r *run) alloc(shape ...int) (backend.Tensor, error) { return r.work.Alloc(shape...) }
 
-// forget stops tracking t without releasing it.
-func (r *run) forget(t backend.Tensor) {
-	for i := len(r.live) - 1; i >= 0; i-- {
-		if r.live[i] == t {
-			r.live = append(r.live[:i], r.live[i+1:]...)
-			return
-		}
-	}
-}
-
-// release hands tracked activations back to the backend; tensors the
-// pass did not allocate (its input) are left alone.
-func (r *run) release(ts ...backend.Tensor) {
-	for _, t := range ts {
-		if t == nil {
-			continue
-		}
-		for i := len(r.live) - 1; i >= 0; i-- {
-			if r.live[i] == t {
-				r.live = append(r.live[:i], r.live[i+1:]...)
-				r.b.Release(t)
-				break
-			}
-		}
-	}
-}
-
-// releaseAll releases every activation still tracked: the time
-// embedding, and on failure whatever the pass left behind.
-func (r *run) releaseAll() {
-	for _, t := range r.live {
-		r.b.Release(t)
-	}
-	r.live, r.temb = nil, nil
-}
+// release releases activations of the pass early; its input is left alone.
+func (r *run) release(ts ...backend.Tensor) { r.work.Free(ts...) }
 
 func (r *run) timeEmbedding(m *Model, t float64, n int) error {
 	ch0 := m.cfg.BlockOutChannels[0]

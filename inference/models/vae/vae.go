@@ -124,8 +124,8 @@ func (d *Decoder) Decode(latents backend.Tensor) (*tensor.Tensor, error) {
 	if len(ls) != 4 || ls[3] != d.cfg.LatentChannels {
 		return nil, fmt.Errorf("vae latents: shape %v, expected [N, h, w, %d]", ls, d.cfg.LatentChannels)
 	}
-	r := &pass{b: d.b}
-	defer r.releaseAll()
+	r := &pass{b: d.b, work: backend.NewScope(d.b)}
+	defer r.work.Release()
 	img, err := d.decode(r, latents)
 	if err != nil {
 		return nil, err
@@ -216,38 +216,13 @@ func (d *Decoder) decode(r *pass, latents backend.Tensor) (backend.Tensor, error
 // its last reader has been called and the rest at the end.
 type pass struct {
 	b    backend.Backend
-	live []backend.Tensor
+	work *backend.Scope
 }
 
-func (r *pass) alloc(shape ...int) (backend.Tensor, error) {
-	t, err := r.b.Alloc(shape...)
-	if err != nil {
-		return nil, err
-	}
-	r.live = append(r.live, t)
-	return t, nil
-}
+func (r *pass) alloc(shape ...int) (backend.Tensor, error) { return r.work.Alloc(shape...) }
 
-// release hands tracked activations back; the caller's latents are not
-// tracked and stay.
-func (r *pass) release(ts ...backend.Tensor) {
-	for _, t := range ts {
-		for i := len(r.live) - 1; i >= 0; i-- {
-			if r.live[i] == t {
-				r.live = append(r.live[:i], r.live[i+1:]...)
-				r.b.Release(t)
-				break
-			}
-		}
-	}
-}
-
-func (r *pass) releaseAll() {
-	for _, t := range r.live {
-		r.b.Release(t)
-	}
-	r.live = nil
-}
+// release releases activations early; the caller's latents are left alone.
+func (r *pass) release(ts ...backend.Tensor) { r.work.Free(ts...) }
 
 func (r *pass) conv(x backend.Tensor, w backend.Conv2D, residual backend.Tensor) (backend.Tensor, error) {
 	d := x.Dims()
