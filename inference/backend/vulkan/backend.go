@@ -2,6 +2,7 @@ package vulkan
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/sdfleet/sdfleet/inference/backend"
 	"github.com/sdfleet/sdfleet/inference/tensor"
@@ -29,15 +30,22 @@ func (b *Backend) Device() *Device { return b.d }
 // Name is "vulkan" and the device's name.
 func (b *Backend) Name() string { return "vulkan (" + b.d.Name() + ")" }
 
-func (b *Backend) own(name string, ts ...backend.Tensor) ([]*Tensor, error) {
+// own converts the tensor arguments of op, named by the space-separated
+// names, to this backend's tensors; a nil or foreign one is an error
+// naming it.
+func (b *Backend) own(op, names string, ts ...backend.Tensor) ([]*Tensor, error) {
+	name := strings.Fields(names)
 	out := make([]*Tensor, len(ts))
 	for i, t := range ts {
 		if t == nil {
-			continue
+			return nil, fmt.Errorf("%s: %s is nil", op, name[i])
 		}
 		vt, ok := t.(*Tensor)
 		if !ok || vt.d != b.d {
-			return nil, fmt.Errorf("%s: argument %d (%v) was not made by this Vulkan backend", name, i+1, t.Dims())
+			return nil, fmt.Errorf("%s: %s %v was not made by this Vulkan backend", op, name[i], t.Dims())
+		}
+		if vt.buf == nil {
+			return nil, fmt.Errorf("%s: %s %v was released", op, name[i], vt.dims)
 		}
 		out[i] = vt
 	}
@@ -49,7 +57,7 @@ func (b *Backend) Alloc(shape ...int) (backend.Tensor, error) { return b.d.Alloc
 
 // Reshape returns a view sharing t's memory.
 func (b *Backend) Reshape(t backend.Tensor, shape ...int) (backend.Tensor, error) {
-	ts, err := b.own("reshape", t)
+	ts, err := b.own("reshape", "t", t)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +73,7 @@ func (b *Backend) Release(t backend.Tensor) {
 
 // Write uploads through a staging buffer, recorded in order.
 func (b *Backend) Write(dst backend.Tensor, src []float32) error {
-	ts, err := b.own("write", dst)
+	ts, err := b.own("write", "dst", dst)
 	if err != nil {
 		return err
 	}
@@ -74,7 +82,7 @@ func (b *Backend) Write(dst backend.Tensor, src []float32) error {
 
 // Read submits the recorded work, waits and downloads t.
 func (b *Backend) Read(dst []float32, t backend.Tensor) error {
-	ts, err := b.own("read", t)
+	ts, err := b.own("read", "t", t)
 	if err != nil {
 		return err
 	}
@@ -180,7 +188,7 @@ func (b *Backend) epilogue(name string, dst backend.Tensor, ep backend.Epilogue)
 	if ep.Residual == nil {
 		return nil, nil
 	}
-	ts, err := b.own(name+" residual", ep.Residual)
+	ts, err := b.own(name, "residual", ep.Residual)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +197,7 @@ func (b *Backend) epilogue(name string, dst backend.Tensor, ep backend.Epilogue)
 
 // MatMul applies a linear layer with its fused epilogue.
 func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Linear, ep backend.Epilogue) error {
-	ts, err := b.own("matmul", dst, x)
+	ts, err := b.own("matmul", "dst x", dst, x)
 	if err != nil {
 		return err
 	}
@@ -206,7 +214,7 @@ func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Linear, ep backend.Epi
 
 // Conv2D convolves with the fused epilogue.
 func (b *Backend) Conv2D(dst, x backend.Tensor, w backend.Conv2D, ep backend.Epilogue) error {
-	ts, err := b.own("conv2d", dst, x)
+	ts, err := b.own("conv2d", "dst x", dst, x)
 	if err != nil {
 		return err
 	}
@@ -223,7 +231,7 @@ func (b *Backend) Conv2D(dst, x backend.Tensor, w backend.Conv2D, ep backend.Epi
 
 // GroupNorm normalises per channel group.
 func (b *Backend) GroupNorm(dst, x backend.Tensor, groups int, scale, shift backend.Tensor, eps float32, act backend.Activation) error {
-	ts, err := b.own("groupnorm", dst, x, scale, shift)
+	ts, err := b.own("groupnorm", "dst x scale shift", dst, x, scale, shift)
 	if err != nil {
 		return err
 	}
@@ -232,7 +240,7 @@ func (b *Backend) GroupNorm(dst, x backend.Tensor, groups int, scale, shift back
 
 // LayerNorm normalises every row.
 func (b *Backend) LayerNorm(dst, x, scale, shift backend.Tensor, eps float32) error {
-	ts, err := b.own("layernorm", dst, x, scale, shift)
+	ts, err := b.own("layernorm", "dst x scale shift", dst, x, scale, shift)
 	if err != nil {
 		return err
 	}
@@ -241,7 +249,7 @@ func (b *Backend) LayerNorm(dst, x, scale, shift backend.Tensor, eps float32) er
 
 // Attention runs the fused online-softmax kernel.
 func (b *Backend) Attention(dst, q, k, v backend.Tensor, p backend.AttentionParams) error {
-	ts, err := b.own("attention", dst, q, k, v)
+	ts, err := b.own("attention", "dst q k v", dst, q, k, v)
 	if err != nil {
 		return err
 	}
@@ -250,7 +258,7 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, p backend.AttentionPara
 
 // GEGLU gates the value half by GELU of the gate half.
 func (b *Backend) GEGLU(dst, x backend.Tensor) error {
-	ts, err := b.own("geglu", dst, x)
+	ts, err := b.own("geglu", "dst x", dst, x)
 	if err != nil {
 		return err
 	}
@@ -259,7 +267,7 @@ func (b *Backend) GEGLU(dst, x backend.Tensor) error {
 
 // Activate applies act element-wise.
 func (b *Backend) Activate(dst, x backend.Tensor, act backend.Activation) error {
-	ts, err := b.own("activate", dst, x)
+	ts, err := b.own("activate", "dst x", dst, x)
 	if err != nil {
 		return err
 	}
@@ -268,7 +276,7 @@ func (b *Backend) Activate(dst, x backend.Tensor, act backend.Activation) error 
 
 // ResizeNearest resizes with PyTorch's nearest rule.
 func (b *Backend) ResizeNearest(dst, x backend.Tensor) error {
-	ts, err := b.own("resize", dst, x)
+	ts, err := b.own("resize", "dst x", dst, x)
 	if err != nil {
 		return err
 	}
@@ -277,7 +285,7 @@ func (b *Backend) ResizeNearest(dst, x backend.Tensor) error {
 
 // Concat joins along the channel dimension.
 func (b *Backend) Concat(dst, a, c backend.Tensor) error {
-	ts, err := b.own("concat", dst, a, c)
+	ts, err := b.own("concat", "dst a b", dst, a, c)
 	if err != nil {
 		return err
 	}
@@ -286,7 +294,7 @@ func (b *Backend) Concat(dst, a, c backend.Tensor) error {
 
 // Embedding gathers rows of a loaded table.
 func (b *Backend) Embedding(dst, table backend.Tensor, ids []int) error {
-	ts, err := b.own("embedding", dst, table)
+	ts, err := b.own("embedding", "dst table", dst, table)
 	if err != nil {
 		return err
 	}
@@ -295,7 +303,7 @@ func (b *Backend) Embedding(dst, table backend.Tensor, ids []int) error {
 
 // Axpby writes a·x + b·y.
 func (b *Backend) Axpby(dst backend.Tensor, a float32, x backend.Tensor, c float32, y backend.Tensor) error {
-	ts, err := b.own("axpby", dst, x, y)
+	ts, err := b.own("axpby", "dst x y", dst, x, y)
 	if err != nil {
 		return err
 	}
@@ -304,7 +312,7 @@ func (b *Backend) Axpby(dst backend.Tensor, a float32, x backend.Tensor, c float
 
 // AddChannelBias adds a per-batch, per-channel bias.
 func (b *Backend) AddChannelBias(dst, x, bias backend.Tensor) error {
-	ts, err := b.own("add channel bias", dst, x, bias)
+	ts, err := b.own("add channel bias", "dst x bias", dst, x, bias)
 	if err != nil {
 		return err
 	}

@@ -24,14 +24,15 @@ type kernelSpec struct {
 }
 
 var kernelSpecs = map[string]kernelSpec{
-	"matmul":      {bindings: 5, pushWords: 12},
-	"conv2d":      {bindings: 5, pushWords: 12},
-	"groupnorm":   {bindings: 4, pushWords: 5},
-	"layernorm":   {bindings: 4, pushWords: 3},
-	"attention":   {bindings: 4, pushWords: 6},
-	"elementwise": {bindings: 3, pushWords: 7},
-	"resize":      {bindings: 2, pushWords: 8},
-	"embedding":   {bindings: 3, pushWords: 2},
+	"matmul":        {bindings: 5, pushWords: 12},
+	"conv2d":        {bindings: 5, pushWords: 12},
+	"groupnorm":     {bindings: 4, pushWords: 5},
+	"layernorm":     {bindings: 4, pushWords: 3},
+	"attention":     {bindings: 4, pushWords: 6},
+	"elementwise":   {bindings: 3, pushWords: 7},
+	"resize":        {bindings: 2, pushWords: 8},
+	"embedding":     {bindings: 3, pushWords: 2},
+	"embedding_f32": {bindings: 3, pushWords: 2},
 }
 
 type kernel struct {

@@ -358,7 +358,15 @@ func TestEmbedding(t *testing.T) {
 	want := ref.Embedding(htable, ids)
 	want.Shape = []int{1, 77, 24}
 	expectClose(t, d, dst, want)
-	if err := d.Embedding(dst, table, append(ids[:76], 50)); err == nil || !strings.Contains(err.Error(), "id 50") {
+	// An fp32 activation as the table.
+	table32, htable32 := activation(t, d, rng, 50, 24)
+	if err := d.Embedding(dst, table32, ids); err != nil {
+		t.Fatal(err)
+	}
+	want32 := ref.Embedding(htable32, ids)
+	want32.Shape = []int{1, 77, 24}
+	expectClose(t, d, dst, want32)
+	if err := d.Embedding(dst, table, append(ids[:76], 50)); err == nil || !strings.Contains(err.Error(), "ids[76] = 50") {
 		t.Errorf("out-of-range id: %v, want an error naming it", err)
 	}
 }

@@ -408,8 +408,8 @@ func (d *Device) Embedding(dst, table *Tensor, ids []int) error {
 	if err := d.live("embedding", dst, table); err != nil {
 		return err
 	}
-	if len(table.dims) != 2 || table.dtype != tensor.F16 {
-		return fmt.Errorf("embedding: table %v %v must be an F16 weight [V, D]", table.dtype, table.dims)
+	if len(table.dims) != 2 {
+		return fmt.Errorf("embedding: table %v must be [V, D]", table.dims)
 	}
 	v, dim := table.dims[0], table.dims[1]
 	if dst.Len() != len(ids)*dim || dst.dims[len(dst.dims)-1] != dim || dst.dtype != tensor.F32 {
@@ -418,7 +418,7 @@ func (d *Device) Embedding(dst, table *Tensor, ids []int) error {
 	raw := make([]byte, 4*len(ids))
 	for i, id := range ids {
 		if id < 0 || id >= v {
-			return fmt.Errorf("embedding: id %d at %d is outside [0, %d)", id, i, v)
+			return fmt.Errorf("embedding: ids[%d] = %d is outside [0, %d)", i, id, v)
 		}
 		raw[4*i], raw[4*i+1], raw[4*i+2], raw[4*i+3] = byte(id), byte(id>>8), byte(id>>16), byte(id>>24)
 	}
@@ -431,7 +431,11 @@ func (d *Device) Embedding(dst, table *Tensor, ids []int) error {
 		return err
 	}
 	n := dst.Len()
-	err = d.run("embedding", []*Buffer{table.buf, idb}, []*Buffer{dst.buf}, []uint32{uint32(n), uint32(dim)}, [3]uint32{groupsFor(n, 256), 1, 1})
+	kernel := "embedding"
+	if table.dtype == tensor.F32 {
+		kernel = "embedding_f32"
+	}
+	err = d.run(kernel, []*Buffer{table.buf, idb}, []*Buffer{dst.buf}, []uint32{uint32(n), uint32(dim)}, [3]uint32{groupsFor(n, 256), 1, 1})
 	// Back to the pool at once: a later user is ordered after this read.
 	d.pool.put(idb)
 	return err

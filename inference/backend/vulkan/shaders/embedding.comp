@@ -1,20 +1,5 @@
 #version 450
 #extension GL_EXT_shader_16bit_storage : require
-// Rows ids of an fp16 table [V, D] into dst [len(ids), D].
-layout(local_size_x = 256) in;
-
-layout(std430, binding = 0) readonly buffer TBuf { float16_t table[]; };
-layout(std430, binding = 1) readonly buffer IBuf { uint ids[]; };
-layout(std430, binding = 2) writeonly buffer DBuf { float dst[]; };
-
-layout(push_constant) uniform Push {
-	uint n, D;
-} p;
-
-void main() {
-	uint stride = gl_NumWorkGroups.x * 256;
-	for (uint i = gl_GlobalInvocationID.x; i < p.n; i += stride) {
-		uint r = i / p.D;
-		dst[i] = float(table[ids[r] * p.D + (i - r * p.D)]);
-	}
-}
+#extension GL_GOOGLE_include_directive : require
+#define TABLE_T float16_t
+#include "embedding.glsl"
