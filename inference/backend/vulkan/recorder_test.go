@@ -1,12 +1,14 @@
 package vulkan
 
 import (
+	"errors"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"github.com/sdfleet/sdfleet/inference/backend"
 	"github.com/sdfleet/sdfleet/inference/backend/ref"
+	"github.com/sdfleet/sdfleet/inference/backend/vulkan/vk"
 )
 
 // A ResNet-like chain recorded as one command buffer: one submit for the
@@ -111,5 +113,20 @@ func TestArgumentErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("error %v, want one mentioning %q", err, name)
 		}
+	}
+}
+
+// An out-of-memory result from the driver becomes the backend's
+// OutOfMemoryError naming the allocation and the device, which sdgen
+// turns into its out-of-memory exit.
+func TestOutOfDeviceMemoryNamesTheAllocation(t *testing.T) {
+	d := device(t)
+	err := d.allocError("weight F16 [1280 1280 3 3]", 29491200, &vk.Error{Call: "vkAllocateMemory", Result: vk.ErrorOutOfDeviceMemory})
+	var oom *backend.OutOfMemoryError
+	if !errors.As(err, &oom) || oom.What != "weight F16 [1280 1280 3 3]" || oom.Device != d.Name() || oom.Bytes != 29491200 {
+		t.Fatalf("error %#v, want an OutOfMemoryError naming the weight and the device", err)
+	}
+	if !strings.Contains(err.Error(), "VK_ERROR_OUT_OF_DEVICE_MEMORY") {
+		t.Errorf("error %q does not say what the driver returned", err)
 	}
 }
