@@ -184,7 +184,7 @@ func (b *Backend) Unload(weights ...any) {
 	}
 }
 
-func (b *Backend) epilogue(name string, dst backend.Tensor, ep backend.Epilogue) (*Tensor, error) {
+func (b *Backend) residual(name string, ep backend.Epilogue) (*Tensor, error) {
 	if ep.Residual == nil {
 		return nil, nil
 	}
@@ -205,7 +205,7 @@ func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Linear, ep backend.Epi
 	if !ok || l.w.d != b.d {
 		return fmt.Errorf("matmul: the weight was not loaded by this Vulkan backend")
 	}
-	res, err := b.epilogue("matmul", dst, ep)
+	res, err := b.residual("matmul", ep)
 	if err != nil {
 		return err
 	}
@@ -222,7 +222,7 @@ func (b *Backend) Conv2D(dst, x backend.Tensor, w backend.Conv2D, ep backend.Epi
 	if !ok || c.w.d != b.d {
 		return fmt.Errorf("conv2d: the weight was not loaded by this Vulkan backend")
 	}
-	res, err := b.epilogue("conv2d", dst, ep)
+	res, err := b.residual("conv2d", ep)
 	if err != nil {
 		return err
 	}

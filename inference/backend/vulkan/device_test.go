@@ -94,7 +94,7 @@ func TestSelectByUUIDAndIndex(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%+v: %v", sel, err)
 		}
-		if other.UUID() != d.UUID() && sel.Index != 0 {
+		if sel.UUID != "" && other.UUID() != d.UUID() {
 			t.Errorf("%+v opened %s", sel, other.UUID())
 		}
 		other.Close()
