@@ -3,9 +3,10 @@
 #   docker build --target deviceplugin -t sdfleet/deviceplugin .
 #   docker build --target sdgen        -t sdfleet/sdgen .
 #   docker build --target gateway      -t sdfleet/gateway .
-# manager, sdgen and gateway are static (CGO_ENABLED=0) on distroless static, non-root. The device plugin
-# needs cgo: go-nvml opens libnvidia-ml with dlopen at run time (the NVIDIA container toolkit
-# mounts it), so it is linked with lazy binding on a glibc base.
+# manager and gateway are static (CGO_ENABLED=0) on distroless static, non-root; sdgen is built
+# without cgo too but needs glibc and the Vulkan loader (see its stage). The device plugin needs
+# cgo: go-nvml opens libnvidia-ml with dlopen at run time (the NVIDIA container toolkit mounts
+# it), so it is linked with lazy binding on a glibc base.
 
 ARG GO_VERSION=1.26
 
@@ -31,7 +32,11 @@ COPY --from=build /out/manager /manager
 USER 65532:65532
 ENTRYPOINT ["/manager"]
 
-FROM gcr.io/distroless/static-debian12:nonroot AS sdgen
+# sdgen opens the Vulkan loader at run time (purego, which links the binary to glibc): its image
+# carries the loader and Mesa's drivers, lavapipe for simulated GPUs and RADV for AMD ones; on
+# NVIDIA nodes the container toolkit mounts the driver's Vulkan ICD.
+FROM debian:12-slim AS sdgen
+RUN apt-get update && apt-get install -y --no-install-recommends libvulkan1 mesa-vulkan-drivers && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/sdgen /sdgen
 USER 65532:65532
 ENTRYPOINT ["/sdgen"]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Packs the binaries `make build` made into OCI image archives in bin/images/, for the local
 # cluster (hack/cluster/up.sh imports them). No registry or Docker engine is involved: each
-# image is one layer holding the binary (and, for the cgo-built device plugin, the C libraries
-# it links to).
+# image is one layer holding the binary (and, for the device plugin and sdgen, the C libraries
+# they load: glibc, NVML's dlopen, the Vulkan loader and Mesa's drivers).
 #
 #   hack/build-images.sh [TAG]      # default tag: dev
 set -euo pipefail
@@ -15,9 +15,30 @@ cd "$ROOT"
 
 mkimage() { go run ./hack/mkimage "$@"; }
 
+# sharedLibs prints the libraries ldd names for its arguments, one path a line (not the
+# "file:" headers ldd prints for several arguments).
+sharedLibs() { ldd "$@" 2>/dev/null | grep -v ':$' | grep -oE '/[^ ]+\.so[^ ]*' | sort -u; }
+
 for name in manager sdgen gateway; do
   [ -x "bin/$name" ] || { echo "build-images: bin/$name is missing: run make build" >&2; exit 1; }
-  mkimage -name "$REGISTRY/$name:$TAG" -o "$OUT/$name.tar" -user 65532:65532 "bin/$name=/$name"
+  extra=()
+  if [ "$name" = sdgen ]; then
+    # sdgen opens the Vulkan loader at run time (purego, which links it to glibc). The image
+    # carries the loader and Mesa's lavapipe (simulated GPUs) and RADV (AMD) drivers with their
+    # ICD files; on NVIDIA nodes the container toolkit mounts the driver's own ICD.
+    icds=(/usr/share/vulkan/icd.d/lvp_icd.x86_64.json /usr/share/vulkan/icd.d/radeon_icd.x86_64.json)
+    loader=$(ldconfig -p | awk '/libvulkan\.so\.1 .*x86-64/ {print $NF; exit}')
+    [ -n "$loader" ] && [ -e "${icds[0]}" ] || { echo "build-images: libvulkan1 and mesa-vulkan-drivers are missing: run hack/install-prerequisites.sh" >&2; exit 1; }
+    drivers=()
+    for icd in "${icds[@]}"; do
+      extra+=("$icd=$icd")
+      drivers+=("$(sed -n 's/.*"library_path": *"\([^"]*\)".*/\1/p' "$icd")")
+    done
+    while read -r lib; do
+      extra+=("$lib=$lib")
+    done < <({ printf '%s\n' "$loader" "${drivers[@]}"; sharedLibs "bin/$name" "$loader" "${drivers[@]}"; } | sort -u)
+  fi
+  mkimage -name "$REGISTRY/$name:$TAG" -o "$OUT/$name.tar" -user 65532:65532 "bin/$name=/$name" ${extra[@]+"${extra[@]}"}
   echo "build-images: $REGISTRY/$name:$TAG -> $OUT/$name.tar" >&2
 done
 
@@ -27,7 +48,7 @@ if [ -x bin/deviceplugin ]; then
   libs=()
   while read -r lib; do
     [ -n "$lib" ] && libs+=("$lib=$lib")
-  done < <(ldd bin/deviceplugin | grep -oE '/[^ ]+\.so[^ ]*' | sort -u)
+  done < <(sharedLibs bin/deviceplugin)
   mkimage -name "$REGISTRY/deviceplugin:$TAG" -o "$OUT/deviceplugin.tar" "bin/deviceplugin=/deviceplugin" "${libs[@]}"
   echo "build-images: $REGISTRY/deviceplugin:$TAG -> $OUT/deviceplugin.tar" >&2
 fi

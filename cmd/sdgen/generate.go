@@ -10,14 +10,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"regexp"
 	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/sdfleet/sdfleet/controllers/podcontract"
-	"github.com/sdfleet/sdfleet/inference/backend/cpu"
+	"github.com/sdfleet/sdfleet/inference/backend"
+	"github.com/sdfleet/sdfleet/inference/backend/vulkan"
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
 	"github.com/sdfleet/sdfleet/inference/noise"
 	"github.com/sdfleet/sdfleet/inference/pipeline"
@@ -93,7 +93,7 @@ func defineGenerateFlags(fs *flag.FlagSet) *generateFlags {
 	fs.StringVar(&g.model, "model", "", "diffusers folder or single .safetensors checkpoint (required)")
 	fs.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer folder for a single-file checkpoint (default: \"tokenizer\" beside it)")
 	fs.StringVar(&g.output, "output", "", "PNG file to write; parent folders are created (required)")
-	fs.StringVar(&g.device, "device", podcontract.DeviceAuto, "auto (the pod's GPU when a GPU backend exists, else the CPU), cpu or cuda:N")
+	fs.StringVar(&g.device, "device", podcontract.DeviceAuto, "auto (the pod's GPU through Vulkan, the CPU when the pod has no GPU or Vulkan is unusable), cpu or vulkan:N")
 	fs.StringVar(&g.resultFile, "result-file", "", "file to write the JSON result to, on success and on failure")
 	fs.BoolVar(&g.quiet, "quiet", false, "no progress lines on stdout")
 	// Show each flag's environment variable in --help.
@@ -198,7 +198,6 @@ func runGenerate(e *env, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	res.Device = device
 
 	// With the default GOGC the heap may grow by the size of the live
 	// weights (3.4 GB for SD 1.5) in discarded activations before a
@@ -211,9 +210,9 @@ func runGenerate(e *env, args []string) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	b, err := cpu.New(cpu.Options{Logger: e.log})
+	b, err := newBackend(e, device, &res.Result)
 	if err != nil {
-		return exitError{podcontract.ExitDeviceError, err}
+		return err
 	}
 	defer b.Close()
 	p, err := pipeline.Open(g.model, b, pipeline.Options{Checkpoint: checkpoint.Options{TokenizerDir: g.tokenizer}, Log: e.log})
@@ -232,7 +231,7 @@ func runGenerate(e *env, args []string) (err error) {
 				ElapsedMilliseconds: pr.Elapsed.Milliseconds(), ETAMilliseconds: pr.ETA.Milliseconds()})
 		}
 	}
-	e.log.Info("generating", "model", g.model, "layout", p.Model().Layout, "family", p.Model().Family, "device", device,
+	e.log.Info("generating", "model", g.model, "layout", p.Model().Layout, "family", p.Model().Family, "device", res.Device,
 		"backend", b.Name(), "width", req.Width, "height", req.Height, "steps", req.Steps, "sampler", req.Sampler, "seed", req.Seed)
 	out, err := p.Generate(ctx, req, hooks)
 	if err != nil {
@@ -257,8 +256,6 @@ func runGenerate(e *env, args []string) (err error) {
 // gcPercent is the garbage collector's target while generating.
 const gcPercent = 5
 
-var cudaDevice = regexp.MustCompile(`^cuda:[0-9]+$`)
-
 // validateGenerate checks the flags before anything is loaded: a missing
 // flag is a usage error (64), a value out of range invalid input (65).
 func validateGenerate(g *generateFlags) error {
@@ -274,8 +271,8 @@ func validateGenerate(g *generateFlags) error {
 	switch {
 	case !strings.HasSuffix(strings.ToLower(g.output), ".png"):
 		return invalidInput(fmt.Sprintf("--output %q: expected a .png file", g.output))
-	case g.device != podcontract.DeviceAuto && g.device != podcontract.DeviceCPU && !cudaDevice.MatchString(g.device):
-		return invalidInput(fmt.Sprintf("--device %q: expected auto, cpu or cuda:N", g.device))
+	case g.device != podcontract.DeviceAuto && g.device != podcontract.DeviceCPU && !gpuDevice.MatchString(g.device):
+		return invalidInput(fmt.Sprintf("--device %q: expected auto, cpu or vulkan:N", g.device))
 	}
 	return nil
 }
@@ -283,28 +280,6 @@ func validateGenerate(g *generateFlags) error {
 // invalidInput is a flag value that parsed but cannot be used (exit 65).
 func invalidInput(msg string) error {
 	return exitError{podcontract.ExitInvalidInput, errors.New(msg)}
-}
-
-// resolveDevice picks where to run. This build has only the CPU backend:
-// auto falls back to it with one log line, an explicit cuda:N is a device
-// error so the controller retries the image elsewhere.
-func resolveDevice(e *env, device string) (string, error) {
-	switch device {
-	case podcontract.DeviceCPU:
-		return "cpu", nil
-	case podcontract.DeviceAuto:
-		gpu := os.Getenv(podcontract.EnvGPUUUID)
-		if gpu == "" {
-			gpu = os.Getenv("NVIDIA_VISIBLE_DEVICES")
-		}
-		if gpu != "" && gpu != "void" && gpu != "none" {
-			e.log.Info("this build has no GPU backend; running on the CPU instead of the GPU the pod was given", "gpu", gpu)
-		} else {
-			e.log.Info("no GPU given to this pod; running on the CPU")
-		}
-		return "cpu", nil
-	}
-	return "", exitError{podcontract.ExitDeviceError, fmt.Errorf("--device %s: this build has no GPU backend", device)}
 }
 
 func exitCodeOf(err error) int {
@@ -320,6 +295,12 @@ func exitCodeOf(err error) int {
 		return podcontract.ExitUsage
 	case errors.As(err, &input):
 		return podcontract.ExitInvalidInput
+	case vulkan.IsDeviceLost(err):
+		return podcontract.ExitDeviceError
+	case errors.As(err, new(*backend.OutOfMemoryError)):
+		// Before model errors: a weight that does not fit is reported
+		// as a model error naming the tensor, but it is out of memory.
+		return podcontract.ExitOutOfMemory
 	case errors.As(err, &model):
 		return podcontract.ExitModelError
 	}

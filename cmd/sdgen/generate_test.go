@@ -18,7 +18,9 @@ import (
 	"testing"
 
 	"github.com/sdfleet/sdfleet/controllers/podcontract"
+	"github.com/sdfleet/sdfleet/inference/backend"
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
+	"github.com/sdfleet/sdfleet/inference/models"
 	"github.com/sdfleet/sdfleet/inference/pipeline"
 	"github.com/sdfleet/sdfleet/inference/testmodel"
 )
@@ -186,6 +188,9 @@ func TestGenerateEnvironmentVariables(t *testing.T) {
 	t.Setenv("SDFLEET_WIDTH", "32")
 	t.Setenv("SDFLEET_HEIGHT", "40")
 	t.Setenv(podcontract.EnvGPUUUID, "GPU-1234")
+	// No Vulkan driver: the pod's GPU is unusable and auto falls back.
+	t.Setenv("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+	t.Setenv("VK_DRIVER_FILES", "/nonexistent/icd.json")
 	g := generate(t, "--steps", "1")
 	if g.code != 0 {
 		t.Fatalf("exit %d: %s", g.code, g.stderr)
@@ -270,6 +275,8 @@ func TestExitCodeOf(t *testing.T) {
 		{&pipeline.ModelError{Path: "m", Err: errors.New("bad")}, podcontract.ExitModelError},
 		{exitError{podcontract.ExitOutOfMemory, errors.New("too big")}, podcontract.ExitOutOfMemory},
 		{exitError{podcontract.ExitDeviceError, errors.New("no gpu")}, podcontract.ExitDeviceError},
+		{fmt.Errorf("step 3: %w", &backend.OutOfMemoryError{What: "activation [2 64 64 320]", Bytes: 10 << 20, Device: "gpu"}), podcontract.ExitOutOfMemory},
+		{&pipeline.ModelError{Path: "m", Err: &models.WeightError{Tensor: "unet/conv_in", Err: &backend.OutOfMemoryError{What: "weight", Device: "gpu"}}}, podcontract.ExitOutOfMemory},
 		{&pipeline.NonFiniteError{Step: 3, Steps: 20, Where: "latents"}, 1},
 		{context.Canceled, 1},
 	}

@@ -37,6 +37,9 @@ const (
 	DeviceAuto = "auto"
 	// DeviceCPU runs on the CPU.
 	DeviceCPU = "cpu"
+	// DeviceVulkanPrefix followed by an index ("vulkan:0") names a Vulkan device in the
+	// loader's order.
+	DeviceVulkanPrefix = "vulkan:"
 )
 
 // Mount points inside the image pod.
@@ -83,6 +86,13 @@ type Result struct {
 	// GPUUUID is the GPU the kubelet gave the container (SDFLEET_GPU_UUID), empty on the CPU.
 	// It lets anyone check that the image ran on exactly the GPU the controller chose.
 	GPUUUID string `json:"gpuUUID,omitempty"`
+	// DeviceName and DeviceUUID are the compute device sdgen actually ran on, as its Vulkan
+	// driver reports them; both are empty on the CPU. For a real GPU DeviceUUID equals GPUUUID.
+	DeviceName string `json:"deviceName,omitempty"`
+	DeviceUUID string `json:"deviceUUID,omitempty"`
+	// SimulatedGPU is true when the pod's GPU was simulated (EnvGPUSimulated) and sdgen ran
+	// on the software Vulkan device in its place.
+	SimulatedGPU bool `json:"simulatedGPU,omitempty"`
 	// Error explains a failure.
 	Error string `json:"error,omitempty"`
 }

@@ -64,7 +64,7 @@ func New(cfg *config.Config, c client.Client, src gpu.Source, sim *simulator.Sim
 		a.metrics.SetInfo(d, resource)
 		a.metrics.SetHealthy(d.Index, d.UUID, true)
 		plugGPUs = append(plugGPUs, kubelet.GPU{Index: d.Index, UUID: d.UUID, ResourceName: resource,
-			Vendor: d.Vendor, PCIBusID: d.PCIBusID, RenderNode: d.RenderNode})
+			Vendor: d.Vendor, PCIBusID: d.PCIBusID, RenderNode: d.RenderNode, Simulated: a.source.Simulated()})
 	}
 	a.last = make([]gpu.Sample, len(a.devices))
 	a.tracker = health.NewTracker(indexes, policy, nil)

@@ -24,7 +24,7 @@ import (
 
 var testGPUs = []kubelet.GPU{
 	{Index: 0, UUID: "GPU-aaaa", ResourceName: "sdfleet.io/gpu-0"},
-	{Index: 1, UUID: "GPU-bbbb", ResourceName: "sdfleet.io/gpu-1"},
+	{Index: 1, UUID: "GPU-bbbb", ResourceName: "sdfleet.io/gpu-1", Simulated: true},
 }
 
 // standIn is a kubelet stand-in: it serves the Registration API on kubelet.sock.
@@ -163,11 +163,16 @@ func TestRegisterListAllocate(t *testing.T) {
 		resp, err := c.Allocate(ctx, &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: []string{gp.UUID + "::2"}}}})
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(resp.ContainerResponses).To(HaveLen(1))
-		g.Expect(resp.ContainerResponses[0].Envs).To(Equal(map[string]string{
-			podcontract.EnvNvidiaVisibleDevices: gp.UUID,
-			podcontract.EnvGPUUUID:              gp.UUID,
-			podcontract.EnvGPUIndex:             map[int]string{0: "0", 1: "1"}[gp.Index],
-		}))
+		want := map[string]string{
+			podcontract.EnvNvidiaVisibleDevices:     gp.UUID,
+			podcontract.EnvGPUUUID:                  gp.UUID,
+			podcontract.EnvGPUIndex:                 map[int]string{0: "0", 1: "1"}[gp.Index],
+			podcontract.EnvNvidiaDriverCapabilities: "compute,utility,graphics",
+		}
+		if gp.Simulated {
+			want[podcontract.EnvGPUSimulated] = "true"
+		}
+		g.Expect(resp.ContainerResponses[0].Envs).To(Equal(want))
 		g.Expect(resp.ContainerResponses[0].CdiDevices).To(BeEmpty())
 
 		opts, err := c.GetDevicePluginOptions(ctx, &pluginapi.Empty{})

@@ -53,6 +53,9 @@ type GPU struct {
 	// RenderNode is an AMD GPU's /dev/dri/renderD<N>; empty for a simulated one, which gets
 	// no device nodes.
 	RenderNode string
+	// Simulated marks a GPU of the simulator: the container is told so, and computes on the
+	// software Vulkan device.
+	Simulated bool
 }
 
 // DeviceID is the ID of slot k of a GPU.
@@ -254,6 +257,9 @@ func (p *plugin) Allocate(_ context.Context, req *pluginapi.AllocateRequest) (*p
 			podcontract.EnvGPUUUID:  p.gpu.UUID,
 			podcontract.EnvGPUIndex: strconv.Itoa(p.gpu.Index),
 		}}
+		if p.gpu.Simulated {
+			car.Envs[podcontract.EnvGPUSimulated] = "true"
+		}
 		if p.gpu.PCIBusID != "" {
 			car.Envs[podcontract.EnvGPUPCIBusID] = p.gpu.PCIBusID
 		}
@@ -262,6 +268,7 @@ func (p *plugin) Allocate(_ context.Context, req *pluginapi.AllocateRequest) (*p
 			resp.ContainerResponses = append(resp.ContainerResponses, car)
 			continue
 		}
+		car.Envs[podcontract.EnvNvidiaDriverCapabilities] = podcontract.NvidiaDriverCapabilities
 		switch p.strategy {
 		case StrategyCDI:
 			car.Envs[podcontract.EnvNvidiaVisibleDevices] = "void"

@@ -9,17 +9,20 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/sdfleet/sdfleet/inference/backend"
 	"github.com/sdfleet/sdfleet/inference/backend/cpu"
+	"github.com/sdfleet/sdfleet/inference/backend/vulkan"
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
 	"github.com/sdfleet/sdfleet/inference/models"
 	"github.com/sdfleet/sdfleet/inference/models/clip"
 	"github.com/sdfleet/sdfleet/inference/models/unet"
 	"github.com/sdfleet/sdfleet/inference/models/vae"
 	"github.com/sdfleet/sdfleet/inference/pipeline"
-	"github.com/sdfleet/sdfleet/inference/tensor"
 	"github.com/sdfleet/sdfleet/inference/testmodel"
 )
 
@@ -42,6 +45,7 @@ func run() error {
 	skipPhases := flag.Bool("skip-phases", false, "skip the per-network measurements")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	gcPercent := flag.Int("gc-percent", sdgenGCPercent, "garbage collector target percentage, as sdgen sets it")
+	device := flag.String("device", "cpu", "backend to measure: cpu or vulkan:N")
 	flag.Parse()
 	debug.SetGCPercent(*gcPercent)
 	if *cpuProfile != "" {
@@ -61,12 +65,16 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	b, err := cpu.New(cpu.Options{})
+	b, err := openBackend(*device)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	fmt.Printf("backend %s, %d workers, %dx%d\n", b.Name(), b.Workers(), *size, *size)
+	if c, ok := b.(*cpu.Backend); ok {
+		fmt.Printf("backend %s, %d workers, %dx%d\n", b.Name(), c.Workers(), *size, *size)
+	} else {
+		fmt.Printf("backend %s, %dx%d\n", b.Name(), *size, *size)
+	}
 
 	name := "given"
 	if *model == "" {
@@ -100,6 +108,18 @@ func run() error {
 	return nil
 }
 
+// openBackend opens the backend --device names.
+func openBackend(device string) (backend.Backend, error) {
+	if device == "cpu" {
+		return cpu.New(cpu.Options{})
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(device, "vulkan:"))
+	if err != nil || !strings.HasPrefix(device, "vulkan:") {
+		return nil, fmt.Errorf("--device %q: expected cpu or vulkan:N", device)
+	}
+	return vulkan.New(vulkan.Options{Select: vulkan.Selector{Index: n}})
+}
+
 // timed prints the wall time of f and the CPU time the process spent in
 // it: on a shared machine the wall time stretches with other load, while
 // CPU time divided by the workers estimates the wall time on idle cores.
@@ -122,7 +142,7 @@ func cpuTime() time.Duration {
 }
 
 // phases loads each network and times one evaluation of each.
-func phases(b *cpu.Backend, path string, size int) error {
+func phases(b backend.Backend, path string, size int) error {
 	resetPeak()
 	var ck *checkpoint.Model
 	if err := timed("open checkpoint", func() (err error) {
@@ -161,27 +181,42 @@ func phases(b *cpu.Backend, path string, size int) error {
 			ids[i][j] = (j*31 + i) % ck.TextEncoder.VocabSize
 		}
 	}
-	var emb *tensor.Tensor
+	var emb backend.Tensor
 	if err := timed("text encoder (batch 2)", func() (err error) {
-		emb, err = te.Encode(ids)
-		return err
+		if emb, err = te.Encode(ids); err != nil {
+			return err
+		}
+		return b.Sync()
 	}); err != nil {
 		return err
 	}
+	defer b.Release(emb)
 	r := rand.New(rand.NewPCG(1, 1))
 	lat := size / 8
-	x := tensor.MustNew(2, lat, lat, ck.UNet.InChannels)
-	for i := range x.Data {
-		x.Data[i] = float32(r.NormFloat64())
+	noise := make([]float32, 2*lat*lat*ck.UNet.InChannels)
+	for i := range noise {
+		noise[i] = float32(r.NormFloat64())
+	}
+	work := backend.NewScope(b)
+	defer work.Release()
+	x, err := work.Upload(noise, 2, lat, lat, ck.UNet.InChannels)
+	if err != nil {
+		return err
 	}
 	if err := timed("unet step with guidance (batch 2)", func() error {
-		_, err := un.Forward(x, 951, emb)
-		return err
+		pred, err := un.Forward(x, 951, emb)
+		if err != nil {
+			return err
+		}
+		defer b.Release(pred)
+		return b.Sync()
 	}); err != nil {
 		return err
 	}
-	z, _ := x.Reshape(2, lat, lat, ck.UNet.InChannels)
-	one, _ := tensor.FromData(z.Data[:lat*lat*ck.UNet.InChannels], 1, lat, lat, ck.UNet.InChannels)
+	one, err := work.Upload(noise[:lat*lat*ck.UNet.InChannels], 1, lat, lat, ck.UNet.InChannels)
+	if err != nil {
+		return err
+	}
 	if err := timed("vae decode", func() error {
 		_, err := dec.Decode(one)
 		return err
@@ -193,7 +228,7 @@ func phases(b *cpu.Backend, path string, size int) error {
 }
 
 // whole runs a complete generation through the pipeline.
-func whole(b *cpu.Backend, name, path string, size, steps int) error {
+func whole(b backend.Backend, name, path string, size, steps int) error {
 	debug.FreeOSMemory()
 	resetPeak()
 	start, cpu0 := time.Now(), cpuTime()

@@ -1,22 +1,29 @@
 // Package backend defines the compute interface the Stable Diffusion
 // pipeline (text encoder, UNet, VAE) is written against, so the same model
-// code runs on the CPU backend today and on an accelerator backend later.
+// code runs on the CPU backend and on a GPU backend that keeps its tensors
+// in device memory.
 //
 // The interface is deliberately small and sized for SD:
 //
-//   - Activations are float32 tensors (package tensor) laid out NHWC for
-//     images and [batch, tokens, features] for sequences.
+//   - Activations are backend-owned Tensors (an opaque handle with a shape
+//     and a dtype) laid out NHWC for images and [batch, tokens, features]
+//     for sequences. Models allocate them with Alloc (or a Scope, which
+//     releases a whole evaluation's working set at once) and never touch
+//     their elements: the host copies data in and out only at the edges,
+//     with Write and Read (token ids go in through Embedding).
 //   - Weights arrive as tensor.Raw (fp16, bf16 or fp32 bytes, exactly as a
-//     checkpoint stores them) and are converted and packed once by
-//     LoadLinear and LoadConv2D; the returned handles are then reused for
-//     every call. Norm scales, biases and embedding tables are plain
-//     float32, obtained with tensor.Raw.Float32.
+//     checkpoint stores them, often memory-mapped) and are loaded once by
+//     LoadLinear, LoadConv2D and LoadTensor (norm scales and shifts,
+//     embedding tables); each backend decides how to hold them: the CPU
+//     packs float32 panels for its GEMM, a GPU uploads fp16 as stored.
 //   - Every operation writes into a caller-allocated dst whose shape must
 //     already be right; operations return an error naming the argument
 //     when shapes disagree and never panic on bad input. Element-wise
 //     operations (Activate, Axpby, AddChannelBias) accept dst aliasing an
-//     input; MatMul, Conv2D, Attention, GEGLU, Upsample2x, Concat and the
-//     norms require dst distinct from their inputs.
+//     input; MatMul, Conv2D, Attention, GEGLU, ResizeNearest, Concat and
+//     the norms require dst distinct from their inputs.
+//   - Operations may be recorded and run later: the host waits only in
+//     Read and Sync, which also report failures of recorded work.
 //   - MatMul and Conv2D take an Epilogue that is fused into the multiply:
 //     dst = act(x·W + bias) + residual, which covers a ResNet block's
 //     skip connection and a transformer's residual stream.

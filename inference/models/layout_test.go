@@ -40,38 +40,6 @@ func TestTransposesRoundTrip(t *testing.T) {
 	}
 }
 
-func TestResizeNearest(t *testing.T) {
-	// A 1×3 row resized to 1×5 takes source columns floor(x·3/5): 0 0 1 1 2,
-	// PyTorch's "nearest" rule; a 2× resize repeats every pixel.
-	cases := []struct {
-		h, w, ho, wo int
-		want         []float32
-	}{
-		{1, 3, 1, 5, []float32{0, 0, 1, 1, 2}},
-		{1, 2, 2, 4, []float32{0, 0, 1, 1, 0, 0, 1, 1}},
-		{2, 1, 3, 1, []float32{0, 0, 1}},
-	}
-	for _, tc := range cases {
-		src := tensor.MustNew(1, tc.h, tc.w, 1)
-		for i := range src.Data {
-			src.Data[i] = float32(i)
-		}
-		dst := tensor.MustNew(1, tc.ho, tc.wo, 1)
-		if err := ResizeNearest(dst, src); err != nil {
-			t.Fatal(err)
-		}
-		for i, v := range tc.want {
-			if dst.Data[i] != v {
-				t.Errorf("%dx%d to %dx%d: %v, want %v", tc.h, tc.w, tc.ho, tc.wo, dst.Data, tc.want)
-				break
-			}
-		}
-	}
-	if err := ResizeNearest(tensor.MustNew(1, 2, 2, 3), tensor.MustNew(1, 1, 1, 2)); err == nil {
-		t.Error("a channel mismatch was accepted")
-	}
-}
-
 func TestLoaderReportsFirstProblemByName(t *testing.T) {
 	b, err := cpu.New(cpu.Options{Workers: 1})
 	if err != nil {
@@ -92,7 +60,7 @@ func TestLoaderReportsFirstProblemByName(t *testing.T) {
 	if l.Linear("conv", 2, 3, false) == nil || l.Err() != nil {
 		t.Fatalf("a 1x1 convolution as linear failed: %v", l.Err())
 	}
-	if l.Vector("norm.weight", 5) != nil {
+	if l.Tensor("norm.weight", 5) != nil {
 		t.Fatal("a wrong length was accepted")
 	}
 	first := l.Err()

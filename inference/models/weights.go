@@ -93,6 +93,8 @@ type loaderState struct {
 	source  Source
 	err     error
 	bytes   int64
+	// weights are the handles loaded so far, for Unload.
+	weights []any
 	// sinceGC counts the bytes loaded since the last forced collection.
 	sinceGC int64
 }
@@ -104,7 +106,8 @@ type loaderState struct {
 // collection is cheap.
 const gcEvery = 256 << 20
 
-func (st *loaderState) loaded(n int64) {
+func (st *loaderState) loaded(w any, n int64) {
+	st.weights = append(st.weights, w)
 	st.bytes += n
 	st.sinceGC += n
 	if st.sinceGC >= gcEvery {
@@ -131,6 +134,14 @@ func (l *Loader) With(prefix string) *Loader { return &Loader{st: l.st, prefix: 
 // Err is the first failure, nil when every load succeeded.
 func (l *Loader) Err() error { return l.st.err }
 
+// Unload frees every weight loaded through l and the loaders made from
+// it: a network's constructor calls it when a later weight fails, and the
+// network's Release when it is dropped.
+func (l *Loader) Unload() {
+	l.st.backend.Unload(l.st.weights...)
+	l.st.weights = nil
+}
+
 // PackedBytes estimates the float32 bytes the loaded weights occupy.
 func (l *Loader) PackedBytes() int64 { return l.st.bytes }
 
@@ -152,107 +163,92 @@ func (l *Loader) fail(name string, err error) {
 	}
 }
 
-// Vector decodes a one-dimensional weight (norm scale, bias) of length n.
-func (s *Loader) Vector(name string, n int) []float32 {
-	r, ok := s.raw(name)
+// stored reads name and checks its shape against the declared one; a
+// [out, in, 1, 1] 1×1 convolution passes for a declared [out, in] matrix.
+func (l *Loader) stored(name string, shape ...int) (tensor.Raw, bool) {
+	r, ok := l.raw(name)
 	if !ok {
-		return nil
+		return tensor.Raw{}, false
 	}
-	t, err := r.Float32()
-	if err != nil {
-		s.fail(name, err)
-		return nil
+	if len(shape) == 2 && len(r.Shape) == 4 && r.Shape[2] == 1 && r.Shape[3] == 1 {
+		r.Shape = r.Shape[:2]
 	}
-	if len(t.Shape) != 1 || t.Shape[0] != n {
-		s.fail(name, fmt.Errorf("shape %v, expected [%d]", t.Shape, n))
-		return nil
+	if !tensor.EqualShape(r.Shape, shape) {
+		l.fail(name, fmt.Errorf("shape %v, expected %v", r.Shape, shape))
+		return tensor.Raw{}, false
 	}
-	s.st.loaded(int64(4 * n))
-	return t.Data
+	return r, true
 }
 
-// Matrix decodes a two-dimensional weight (an embedding table) of shape
-// [rows, cols] into a float32 tensor.
-func (s *Loader) Matrix(name string, rows, cols int) *tensor.Tensor {
-	r, ok := s.raw(name)
+// Tensor loads name, declared with the given shape, as a plain weight
+// tensor: a norm's scale or shift, an embedding table.
+func (l *Loader) Tensor(name string, shape ...int) backend.Tensor {
+	r, ok := l.stored(name, shape...)
 	if !ok {
 		return nil
 	}
-	t, err := r.Float32()
+	t, err := l.st.backend.LoadTensor(r)
+	l.st.dropStored(r)
 	if err != nil {
-		s.fail(name, err)
+		l.fail(name, err)
 		return nil
 	}
-	if len(t.Shape) != 2 || t.Shape[0] != rows || t.Shape[1] != cols {
-		s.fail(name, fmt.Errorf("shape %v, expected [%d %d]", t.Shape, rows, cols))
-		return nil
-	}
-	s.st.loaded(int64(4 * rows * cols))
+	l.st.loaded(t, int64(4*len(r.Data)/max(r.DType.Size(), 1)))
 	return t
 }
 
 // Norm loads name.weight and name.bias of a norm over ch channels.
-func (s *Loader) Norm(name string, ch int) Norm {
-	return Norm{Scale: s.Vector(name+".weight", ch), Shift: s.Vector(name+".bias", ch)}
+func (l *Loader) Norm(name string, ch int) Norm {
+	return Norm{Scale: l.Tensor(name+".weight", ch), Shift: l.Tensor(name+".bias", ch)}
 }
 
 // Linear loads name.weight [out, in] (a [out, in, 1, 1] 1×1 convolution
-// is accepted as the same matrix) and, when bias is set, name.bias.
-func (s *Loader) Linear(name string, out, in int, bias bool) backend.Linear {
-	w, ok := s.raw(name + ".weight")
+// is accepted as the same matrix) and, when bias is set, name.bias [out].
+func (l *Loader) Linear(name string, out, in int, bias bool) backend.Linear {
+	w, ok := l.stored(name+".weight", out, in)
 	if !ok {
-		return nil
-	}
-	if len(w.Shape) == 4 && w.Shape[2] == 1 && w.Shape[3] == 1 {
-		w.Shape = w.Shape[:2]
-	}
-	if len(w.Shape) != 2 || w.Shape[0] != out || w.Shape[1] != in {
-		s.fail(name+".weight", fmt.Errorf("shape %v, expected [%d %d]", w.Shape, out, in))
 		return nil
 	}
 	var b *tensor.Raw
 	if bias {
-		r, ok := s.raw(name + ".bias")
+		r, ok := l.stored(name+".bias", out)
 		if !ok {
 			return nil
 		}
 		b = &r
 	}
-	l, err := s.st.backend.LoadLinear(w, b)
-	s.st.dropStored(w)
+	lin, err := l.st.backend.LoadLinear(w, b)
+	l.st.dropStored(w)
 	if err != nil {
-		s.fail(name, err)
+		l.fail(name, err)
 		return nil
 	}
-	s.st.loaded(int64(4 * (out*in + out)))
-	return l
+	l.st.loaded(lin, int64(4*(out*in+out)))
+	return lin
 }
 
-// Conv loads name.weight [out, in, k, k] and name.bias for the given stride.
-func (s *Loader) Conv(name string, out, in, k, stride int) backend.Conv2D {
-	w, ok := s.raw(name + ".weight")
+// Conv loads name.weight [out, in, k, k] and name.bias [out] for the given
+// stride.
+func (l *Loader) Conv(name string, out, in, k, stride int) backend.Conv2D {
+	w, ok := l.stored(name+".weight", out, in, k, k)
 	if !ok {
 		return nil
 	}
-	if len(w.Shape) != 4 || w.Shape[0] != out || w.Shape[1] != in || w.Shape[2] != k || w.Shape[3] != k {
-		s.fail(name+".weight", fmt.Errorf("shape %v, expected [%d %d %d %d]", w.Shape, out, in, k, k))
-		return nil
-	}
-	b, ok := s.raw(name + ".bias")
+	b, ok := l.stored(name+".bias", out)
 	if !ok {
 		return nil
 	}
-	c, err := s.st.backend.LoadConv2D(w, &b, stride)
-	s.st.dropStored(w)
+	c, err := l.st.backend.LoadConv2D(w, &b, stride)
+	l.st.dropStored(w)
 	if err != nil {
-		s.fail(name, err)
+		l.fail(name, err)
 		return nil
 	}
-	s.st.loaded(int64(4 * (out*in*k*k + out)))
+	l.st.loaded(c, int64(4*(out*in*k*k+out)))
 	return c
 }
 
 // Norm is a group or layer norm's per-channel scale and shift.
 type Norm struct {
-	Scale, Shift []float32
+	Scale, Shift backend.Tensor
 }

@@ -169,7 +169,9 @@ func (p *Pipeline) Model() *checkpoint.Model { return p.model }
 
 // Close releases the networks and unmaps the checkpoint.
 func (p *Pipeline) Close() error {
-	p.text, p.denoise, p.decoder = nil, nil, nil
+	p.dropText()
+	p.dropUNet()
+	p.dropVAE()
 	if p.model == nil {
 		return nil
 	}
@@ -244,6 +246,29 @@ func (p *Pipeline) dropStoredWeights() {
 	}
 }
 
+// dropText, dropUNet and dropVAE free a network's weights on the backend
+// and forget it.
+func (p *Pipeline) dropText() {
+	if p.text != nil {
+		p.text.Release()
+		p.text = nil
+	}
+}
+
+func (p *Pipeline) dropUNet() {
+	if p.denoise != nil {
+		p.denoise.Release()
+		p.denoise = nil
+	}
+}
+
+func (p *Pipeline) dropVAE() {
+	if p.decoder != nil {
+		p.decoder.Release()
+		p.decoder = nil
+	}
+}
+
 // release drops a network unless models are kept, and returns the memory
 // to the system so the next phase's peak does not stack on it.
 func (p *Pipeline) release(which string, drop func()) {
@@ -290,11 +315,20 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, hooks Hooks) (*Out
 	if err != nil {
 		return nil, err
 	}
+	defer p.b.Release(emb)
+	// A backend that records work runs it here, so the phase is timed.
+	if err := p.b.Sync(); err != nil {
+		return nil, err
+	}
 	out.Timings.Encode = time.Since(encStart)
 	if hooks.Embeddings != nil {
-		hooks.Embeddings(emb)
+		host, err := backend.ToHost(p.b, emb)
+		if err != nil {
+			return nil, err
+		}
+		hooks.Embeddings(host)
 	}
-	p.release("text encoder", func() { p.text = nil })
+	p.release("text encoder", p.dropText)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -303,7 +337,7 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, hooks Hooks) (*Out
 	if err != nil {
 		return nil, err
 	}
-	p.release("unet", func() { p.denoise = nil })
+	p.release("unet", p.dropUNet)
 
 	dec, err := p.vae()
 	if err != nil {
@@ -312,11 +346,19 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, hooks Hooks) (*Out
 	decStart := time.Now()
 	lc := p.model.VAE.LatentChannels
 	h, w := req.Height/p.LatentScale(), req.Width/p.LatentScale()
-	nhwc, _ := tensor.New(1, h, w, lc)
-	if err := models.NCHWToNHWC(nhwc.Data, latents, 1, lc, h, w); err != nil {
+	nhwc := make([]float32, len(latents))
+	if err := models.NCHWToNHWC(nhwc, latents, 1, lc, h, w); err != nil {
 		return nil, err
 	}
-	img, err := dec.Decode(nhwc)
+	z, err := p.b.Alloc(1, h, w, lc)
+	if err != nil {
+		return nil, err
+	}
+	defer p.b.Release(z)
+	if err := p.b.Write(z, nhwc); err != nil {
+		return nil, err
+	}
+	img, err := dec.Decode(z)
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +370,7 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, hooks Hooks) (*Out
 	}
 	out.Image = toImage(img)
 	out.Timings.Decode = time.Since(decStart)
-	p.release("vae", func() { p.decoder = nil })
+	p.release("vae", p.dropVAE)
 	// Load time accumulates from Open (or the previous request) until a
 	// request reports it.
 	out.Timings.Load, p.load = p.load, 0
@@ -345,7 +387,7 @@ func boolIndex(b bool) int {
 
 // denoiseLatents runs the sampler loop and returns the final latents
 // [1, C, h, w].
-func (p *Pipeline) denoiseLatents(ctx context.Context, req Request, emb *tensor.Tensor, guided bool, hooks Hooks, t *Timings) ([]float32, error) {
+func (p *Pipeline) denoiseLatents(ctx context.Context, req Request, emb backend.Tensor, guided bool, hooks Hooks, t *Timings) ([]float32, error) {
 	sm, err := sampler.New(req.Sampler, req.Steps)
 	if err != nil {
 		return nil, &InputError{"sampler", err.Error()}
@@ -374,8 +416,17 @@ func (p *Pipeline) denoiseLatents(ctx context.Context, req Request, emb *tensor.
 	if hooks.InitialLatents != nil {
 		hooks.InitialLatents(latents)
 	}
-	batch := emb.Shape[0]
-	x, _ := tensor.New(batch, h, w, c)
+	batch := emb.Dims()[0]
+	// The latents live on the host, where the sampler steps them; each
+	// step uploads the scaled batch and reads the prediction back (64 KiB
+	// each way for a 512×512 image).
+	x, err := p.b.Alloc(batch, h, w, c)
+	if err != nil {
+		return nil, err
+	}
+	defer p.b.Release(x)
+	input := make([]float32, batch*len(latents))
+	predNHWC := make([]float32, batch*len(latents))
 	scaled := make([]float32, len(latents))
 	eps := make([]float32, len(latents))
 	epsBatch := make([]float32, batch*len(latents))
@@ -389,15 +440,23 @@ func (p *Pipeline) denoiseLatents(ctx context.Context, req Request, emb *tensor.
 			scaled[k] = v * float32(scale)
 		}
 		for b := range batch {
-			if err := models.NCHWToNHWC(x.Data[b*len(latents):(b+1)*len(latents)], scaled, 1, c, h, w); err != nil {
+			if err := models.NCHWToNHWC(input[b*len(latents):(b+1)*len(latents)], scaled, 1, c, h, w); err != nil {
 				return nil, err
 			}
+		}
+		if err := p.b.Write(x, input); err != nil {
+			return nil, fmt.Errorf("step %d: %w", i+1, err)
 		}
 		pred, err := net.Forward(x, timestep, emb)
 		if err != nil {
 			return nil, fmt.Errorf("step %d: %w", i+1, err)
 		}
-		if err := models.NHWCToNCHW(epsBatch, pred.Data, batch, h, w, c); err != nil {
+		err = p.b.Read(predNHWC, pred)
+		p.b.Release(pred)
+		if err != nil {
+			return nil, fmt.Errorf("step %d: %w", i+1, err)
+		}
+		if err := models.NHWCToNCHW(epsBatch, predNHWC, batch, h, w, c); err != nil {
 			return nil, err
 		}
 		if hooks.Prediction != nil {

@@ -1,6 +1,7 @@
-// Package tensor holds the dense float32 tensors the inference backends
-// compute on, and the conversions that turn weights stored as fp16, bf16
-// or fp32 bytes into float32 once, at load time.
+// Package tensor holds dense float32 host tensors, and the conversions
+// that turn weights stored as fp16, bf16 or fp32 bytes into float32.
+// Host tensors are what the pipeline hands in and out at its edges, and
+// what the CPU backend computes on (a *Tensor is its backend.Tensor).
 //
 // Activations are laid out NHWC (batch, height, width, channels) so that
 // the channel dimension, which every matrix multiply and convolution

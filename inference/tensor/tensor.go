@@ -146,3 +146,10 @@ func (t *Tensor) String() string {
 	}
 	return "tensor[" + strings.Join(parts, "x") + "]"
 }
+
+// Dims is the shape; with DType it makes a host tensor the CPU backend's
+// backend.Tensor.
+func (t *Tensor) Dims() []int { return t.Shape }
+
+// DType is F32: a host tensor holds float32 values.
+func (t *Tensor) DType() DType { return F32 }

@@ -87,8 +87,11 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("image target %s copies %q, want the %s binary", b.binary, stageBinary[b.binary], b.binary)
 		}
 		wantBase := "gcr.io/distroless/static-debian12:nonroot" // no libc needed
-		if b.cgo == "1" {
+		switch {
+		case b.cgo == "1":
 			wantBase = "gcr.io/distroless/base-debian12" // glibc for cgo's dlopen
+		case b.binary == "sdgen":
+			wantBase = "debian:12-slim" // glibc for purego, apt for the Vulkan loader and Mesa
 		}
 		if base != wantBase {
 			t.Errorf("image target %s is based on %s, want %s (CGO_ENABLED=%s)", b.binary, base, wantBase, b.cgo)

@@ -19,11 +19,11 @@ const (
 	keyBlock        = 256
 )
 
-// Attention implements backend.Backend with the online softmax: for each
+// attention implements backend.Backend's Attention on host tensors with the online softmax: for each
 // key block it computes scores S = Q·Kᵀ, raises the running row maximum,
 // rescales the running output and sum by exp(old max - new max), and adds
 // exp(S - max)·V. Only the final division by the row sum remains.
-func (b *Backend) Attention(dst, q, k, v *tensor.Tensor, p backend.AttentionParams) error {
+func (b *Backend) attention(dst, q, k, v *tensor.Tensor, p backend.AttentionParams) error {
 	for _, a := range []struct {
 		name string
 		t    *tensor.Tensor

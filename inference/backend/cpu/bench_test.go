@@ -60,7 +60,7 @@ func BenchmarkElementwise(b *testing.B) {
 	half := tensor.MustNew(1, 4096, 1280)
 	img := randomTensor(rng, 1, 64, 64, 320)
 	img2 := tensor.MustNew(1, 64, 64, 320)
-	scale, shift := randomVector(rng, 320), randomVector(rng, 320)
+	scale, shift := vec(randomVector(rng, 320)), vec(randomVector(rng, 320))
 	cases := []struct {
 		name string
 		run  func() error

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/sdfleet/sdfleet/inference/backend"
@@ -41,6 +42,16 @@ func randomTensor(rng *rand.Rand, shape ...int) *tensor.Tensor {
 
 func randomVector(rng *rand.Rand, n int) []float32 {
 	return randomTensor(rng, n).Data
+}
+
+// vec wraps a norm's scale or shift as the one-dimensional tensor the
+// backend takes.
+func vec(v []float32) *tensor.Tensor {
+	t, err := tensor.FromData(v, len(v))
+	if err != nil {
+		panic(err)
+	}
+	return t
 }
 
 // assertClose checks got against the float64 oracle: relative tolerance
@@ -224,7 +235,7 @@ func TestGroupNorm(t *testing.T) {
 				c := tc.shape[len(tc.shape)-1]
 				scale, shift := randomVector(rng, c), randomVector(rng, c)
 				dst := tensor.MustNew(tc.shape...)
-				if err := b.GroupNorm(dst, x, tc.groups, scale, shift, 1e-5, tc.act); err != nil {
+				if err := b.GroupNorm(dst, x, tc.groups, vec(scale), vec(shift), 1e-5, tc.act); err != nil {
 					t.Fatal(err)
 				}
 				assertClose(t, dst, ref.GroupNorm(x, tc.groups, scale, shift, 1e-5, tc.act), 1e-5)
@@ -246,7 +257,7 @@ func TestLayerNorm(t *testing.T) {
 			c := shape[len(shape)-1]
 			scale, shift := randomVector(rng, c), randomVector(rng, c)
 			dst := tensor.MustNew(shape...)
-			if err := b.LayerNorm(dst, x, scale, shift, 1e-5); err != nil {
+			if err := b.LayerNorm(dst, x, vec(scale), vec(shift), 1e-5); err != nil {
 				t.Fatal(err)
 			}
 			assertClose(t, dst, ref.LayerNorm(x, scale, shift, 1e-5), 1e-5)
@@ -339,10 +350,36 @@ func testElementwise(t *testing.T, b *Backend) {
 		for _, shape := range [][]int{{1, 1, 1, 1}, {2, 3, 5, 7}} {
 			x := randomTensor(rng, shape...)
 			dst := tensor.MustNew(shape[0], 2*shape[1], 2*shape[2], shape[3])
-			if err := b.Upsample2x(dst, x); err != nil {
+			if err := b.ResizeNearest(dst, x); err != nil {
 				t.Fatal(err)
 			}
 			assertClose(t, dst, ref.Upsample2x(x), 0)
+		}
+	})
+	t.Run("resize nearest", func(t *testing.T) {
+		// A 1×3 row resized to 1×5 takes source columns floor(x·3/5):
+		// 0 0 1 1 2, PyTorch's "nearest" rule.
+		cases := []struct {
+			h, w, ho, wo int
+			want         []float32
+		}{
+			{1, 3, 1, 5, []float32{0, 0, 1, 1, 2}},
+			{1, 2, 2, 4, []float32{0, 0, 1, 1, 0, 0, 1, 1}},
+			{2, 1, 3, 1, []float32{0, 0, 1}},
+			{3, 3, 5, 5, []float32{0, 0, 1, 1, 2, 0, 0, 1, 1, 2, 3, 3, 4, 4, 5, 3, 3, 4, 4, 5, 6, 6, 7, 7, 8}},
+		}
+		for _, tc := range cases {
+			src := tensor.MustNew(1, tc.h, tc.w, 1)
+			for i := range src.Data {
+				src.Data[i] = float32(i)
+			}
+			dst := tensor.MustNew(1, tc.ho, tc.wo, 1)
+			if err := b.ResizeNearest(dst, src); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(dst.Data, tc.want) {
+				t.Errorf("%dx%d to %dx%d: %v, want %v", tc.h, tc.w, tc.ho, tc.wo, dst.Data, tc.want)
+			}
 		}
 	})
 	t.Run("concat", func(t *testing.T) {

@@ -1,6 +1,8 @@
 // Package cpu is the CPU implementation of backend.Backend: fp32 compute
 // on NHWC activations, with weights converted from fp16/bf16/fp32 and
-// packed once at load.
+// packed once at load. Its tensors are host *tensor.Tensor values, so
+// Write and Read are copies, Sync returns at once and released memory
+// goes back to the garbage collector.
 //
 // Matrix multiplies and convolutions run on package gemm's cache-blocked
 // engine, whose micro-kernel (AVX-512, AVX2+FMA or pure Go) is picked from

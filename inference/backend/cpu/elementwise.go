@@ -11,8 +11,8 @@ import (
 // to another worker.
 const elementChunk = 1 << 14
 
-// GEGLU implements backend.Backend.
-func (b *Backend) GEGLU(dst, x *tensor.Tensor) error {
+// geglu implements backend.Backend's GEGLU on host tensors.
+func (b *Backend) geglu(dst, x *tensor.Tensor) error {
 	if err := requireRank("geglu x", x, 0); err != nil {
 		return err
 	}
@@ -41,8 +41,8 @@ func (b *Backend) GEGLU(dst, x *tensor.Tensor) error {
 	return nil
 }
 
-// Activate implements backend.Backend; dst may be x.
-func (b *Backend) Activate(dst, x *tensor.Tensor, act backend.Activation) error {
+// activate implements backend.Backend's Activate on host tensors; dst may be x.
+func (b *Backend) activate(dst, x *tensor.Tensor, act backend.Activation) error {
 	if err := requireRank("activate x", x, 0); err != nil {
 		return err
 	}
@@ -63,16 +63,16 @@ func (b *Backend) Activate(dst, x *tensor.Tensor, act backend.Activation) error 
 	return nil
 }
 
-// Upsample2x implements backend.Backend.
-func (b *Backend) Upsample2x(dst, x *tensor.Tensor) error {
-	if err := requireRank("upsample x", x, 4); err != nil {
+// upsample2x implements backend.Backend's Upsample2x on host tensors.
+func (b *Backend) upsample2x(dst, x *tensor.Tensor) error {
+	if err := requireRank("resize x", x, 4); err != nil {
 		return err
 	}
 	n, h, w, c := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
-	if err := requireShape("upsample dst", dst, n, 2*h, 2*w, c); err != nil {
+	if err := requireShape("resize dst", dst, n, 2*h, 2*w, c); err != nil {
 		return err
 	}
-	if err := distinct("upsample dst", dst, "x", x); err != nil {
+	if err := distinct("resize dst", dst, "x", x); err != nil {
 		return err
 	}
 	b.parallelRanges(n*h, 4, func(_, lo, hi int) {
@@ -90,8 +90,8 @@ func (b *Backend) Upsample2x(dst, x *tensor.Tensor) error {
 	return nil
 }
 
-// Concat implements backend.Backend.
-func (b *Backend) Concat(dst, a, bt *tensor.Tensor) error {
+// concat implements backend.Backend's Concat on host tensors.
+func (b *Backend) concat(dst, a, bt *tensor.Tensor) error {
 	if err := requireRank("concat a", a, 0); err != nil {
 		return err
 	}
@@ -123,8 +123,8 @@ func (b *Backend) Concat(dst, a, bt *tensor.Tensor) error {
 	return nil
 }
 
-// Embedding implements backend.Backend.
-func (b *Backend) Embedding(dst, table *tensor.Tensor, ids []int) error {
+// embedding implements backend.Backend's Embedding on host tensors.
+func (b *Backend) embedding(dst, table *tensor.Tensor, ids []int) error {
 	if err := requireRank("embedding table", table, 2); err != nil {
 		return err
 	}
@@ -146,8 +146,8 @@ func (b *Backend) Embedding(dst, table *tensor.Tensor, ids []int) error {
 	return nil
 }
 
-// Axpby implements backend.Backend; dst may alias x or y.
-func (b *Backend) Axpby(dst *tensor.Tensor, a float32, x *tensor.Tensor, bc float32, y *tensor.Tensor) error {
+// axpby implements backend.Backend's Axpby on host tensors; dst may alias x or y.
+func (b *Backend) axpby(dst *tensor.Tensor, a float32, x *tensor.Tensor, bc float32, y *tensor.Tensor) error {
 	if err := requireRank("axpby x", x, 0); err != nil {
 		return err
 	}
@@ -166,8 +166,8 @@ func (b *Backend) Axpby(dst *tensor.Tensor, a float32, x *tensor.Tensor, bc floa
 	return nil
 }
 
-// AddChannelBias implements backend.Backend; dst may alias x.
-func (b *Backend) AddChannelBias(dst, x, bias *tensor.Tensor) error {
+// addChannelBias implements backend.Backend's AddChannelBias on host tensors; dst may alias x.
+func (b *Backend) addChannelBias(dst, x, bias *tensor.Tensor) error {
 	if err := requireRank("channel bias x", x, 0); err != nil {
 		return err
 	}
@@ -191,6 +191,45 @@ func (b *Backend) AddChannelBias(dst, x, bias *tensor.Tensor) error {
 			src, out := x.Data[r*c:(r+1)*c], dst.Data[r*c:(r+1)*c]
 			for j, v := range src {
 				out[j] = v + bv[j]
+			}
+		}
+	})
+	return nil
+}
+
+// resizeNearest implements backend.Backend's ResizeNearest on host tensors
+// for any output size, which the UNet needs where a skip connection's
+// size is odd and a plain 2× upsample would overshoot it.
+func (b *Backend) resizeNearest(dst, x *tensor.Tensor) error {
+	if err := requireRank("resize x", x, 4); err != nil {
+		return err
+	}
+	if err := requireRank("resize dst", dst, 4); err != nil {
+		return err
+	}
+	n, h, w, c := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
+	if dst.Shape[0] != n || dst.Shape[3] != c {
+		return fmt.Errorf("resize dst: shape %v, expected [%d, Ho, Wo, %d] like x %v", dst.Shape, n, c, x.Shape)
+	}
+	if err := distinct("resize dst", dst, "x", x); err != nil {
+		return err
+	}
+	ho, wo := dst.Shape[1], dst.Shape[2]
+	if ho*wo*n*c == 0 {
+		return nil
+	}
+	if h == 0 || w == 0 {
+		return fmt.Errorf("resize x: shape %v is empty but dst %v is not", x.Shape, dst.Shape)
+	}
+	sy, sx := float32(h)/float32(ho), float32(w)/float32(wo)
+	b.parallelRanges(n*ho, 4, func(_, lo, hi int) {
+		for row := lo; row < hi; row++ {
+			bi, y := row/ho, row%ho
+			iy := min(int(float32(y)*sy), h-1)
+			for xo := range wo {
+				ix := min(int(float32(xo)*sx), w-1)
+				src := x.Data[((bi*h+iy)*w+ix)*c : ((bi*h+iy)*w+ix+1)*c]
+				copy(dst.Data[((bi*ho+y)*wo+xo)*c:((bi*ho+y)*wo+xo+1)*c], src)
 			}
 		}
 	})

@@ -65,16 +65,16 @@ func TestBadInputReturnsErrors(t *testing.T) {
 		}},
 		{"conv dst", "conv dst", func() error { return b.Conv2D(tensor.MustNew(1, 2, 2, 2), img, conv, backend.Epilogue{}) }},
 		{"group norm groups", "groups", func() error {
-			return b.GroupNorm(tensor.MustNew(1, 5, 5, 3), img, 2, make([]float32, 3), make([]float32, 3), 1e-5, backend.None)
+			return b.GroupNorm(tensor.MustNew(1, 5, 5, 3), img, 2, tensor.MustNew(3), tensor.MustNew(3), 1e-5, backend.None)
 		}},
 		{"group norm scale", "scale", func() error {
-			return b.GroupNorm(tensor.MustNew(1, 5, 5, 3), img, 3, make([]float32, 2), make([]float32, 3), 1e-5, backend.None)
+			return b.GroupNorm(tensor.MustNew(1, 5, 5, 3), img, 3, tensor.MustNew(2), tensor.MustNew(3), 1e-5, backend.None)
 		}},
 		{"group norm act", "activation", func() error {
-			return b.GroupNorm(tensor.MustNew(1, 5, 5, 3), img, 3, make([]float32, 3), make([]float32, 3), 1e-5, backend.GELU)
+			return b.GroupNorm(tensor.MustNew(1, 5, 5, 3), img, 3, tensor.MustNew(3), tensor.MustNew(3), 1e-5, backend.GELU)
 		}},
 		{"layer norm shift", "shift", func() error {
-			return b.LayerNorm(tensor.MustNew(2, 4), x, make([]float32, 4), make([]float32, 3), 1e-5)
+			return b.LayerNorm(tensor.MustNew(2, 4), x, tensor.MustNew(4), tensor.MustNew(3), 1e-5)
 		}},
 		{"attention heads", "heads", func() error {
 			return b.Attention(tensor.MustNew(1, 6, 8), seq, seq, seq, backend.AttentionParams{Heads: 3})
@@ -88,7 +88,11 @@ func TestBadInputReturnsErrors(t *testing.T) {
 		{"attention aliasing", "share memory", func() error { return b.Attention(seq, seq, seq, seq, backend.AttentionParams{Heads: 2}) }},
 		{"geglu odd", "odd", func() error { return b.GEGLU(tensor.MustNew(1, 1), tensor.MustNew(1, 3)) }},
 		{"activate unknown", "unknown", func() error { return b.Activate(x, x, backend.Activation(42)) }},
-		{"upsample dst", "upsample dst", func() error { return b.Upsample2x(tensor.MustNew(1, 10, 9, 3), img) }},
+		{"resize dst", "resize dst", func() error { return b.ResizeNearest(tensor.MustNew(1, 10, 10, 4), img) }},
+		{"foreign tensor", "not made by the cpu backend", func() error { return b.Activate(x, foreign{}, backend.SiLU) }},
+		{"scale rank", "group norm scale", func() error {
+			return b.GroupNorm(tensor.MustNew(1, 5, 5, 3), img, 3, tensor.MustNew(1, 3), tensor.MustNew(3), 1e-5, backend.None)
+		}},
 		{"concat mismatch", "concat b", func() error { return b.Concat(tensor.MustNew(2, 9), x, tensor.MustNew(3, 5)) }},
 		{"embedding id", "ids[1]", func() error { return b.Embedding(tensor.MustNew(2, 4), x, []int{0, 2}) }},
 		{"embedding negative id", "ids[0]", func() error { return b.Embedding(tensor.MustNew(1, 4), x, []int{-1}) }},
@@ -117,3 +121,9 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		t.Fatalf("negative workers: err = %v", err)
 	}
 }
+
+// foreign is a tensor another backend made.
+type foreign struct{}
+
+func (foreign) Dims() []int         { return []int{2, 4} }
+func (foreign) DType() tensor.DType { return tensor.F16 }

@@ -8,8 +8,8 @@ import (
 	"github.com/sdfleet/sdfleet/inference/tensor"
 )
 
-// MatMul implements backend.Backend.
-func (b *Backend) MatMul(dst, x *tensor.Tensor, w backend.Linear, ep backend.Epilogue) error {
+// matMul implements backend.Backend's MatMul on host tensors.
+func (b *Backend) matMul(dst, x *tensor.Tensor, w backend.Linear, ep hostEpilogue) error {
 	l, ok := w.(*linear)
 	if !ok || l == nil {
 		return fmt.Errorf("matmul weight: %T was not loaded by the cpu backend", w)
@@ -34,8 +34,8 @@ func (b *Backend) MatMul(dst, x *tensor.Tensor, w backend.Linear, ep backend.Epi
 	return b.engine.Multiply(a, l.packed, dst.Data, l.out, b.epilogue(l.bias, ep))
 }
 
-// Conv2D implements backend.Backend.
-func (b *Backend) Conv2D(dst, x *tensor.Tensor, w backend.Conv2D, ep backend.Epilogue) error {
+// convolve implements backend.Backend's Conv2D on host tensors.
+func (b *Backend) convolve(dst, x *tensor.Tensor, w backend.Conv2D, ep hostEpilogue) error {
 	c, ok := w.(*conv2D)
 	if !ok || c == nil {
 		return fmt.Errorf("conv weight: %T was not loaded by the cpu backend", w)
@@ -69,7 +69,7 @@ func (b *Backend) Conv2D(dst, x *tensor.Tensor, w backend.Conv2D, ep backend.Epi
 	return b.engine.Multiply(a, c.packed, dst.Data, c.out, b.epilogue(c.bias, ep))
 }
 
-func checkEpilogue(dst *tensor.Tensor, ep backend.Epilogue) error {
+func checkEpilogue(dst *tensor.Tensor, ep hostEpilogue) error {
 	if ep.Act < backend.None || ep.Act > backend.QuickGELU {
 		return fmt.Errorf("epilogue activation: unknown %v", ep.Act)
 	}
@@ -84,7 +84,7 @@ func checkEpilogue(dst *tensor.Tensor, ep backend.Epilogue) error {
 
 // epilogue returns the tile callback that adds bias, applies the
 // activation and adds the residual, or nil when there is nothing to do.
-func (b *Backend) epilogue(bias []float32, ep backend.Epilogue) gemm.Epilogue {
+func (b *Backend) epilogue(bias []float32, ep hostEpilogue) gemm.Epilogue {
 	if bias == nil && ep.Act == backend.None && ep.Residual == nil {
 		return nil
 	}

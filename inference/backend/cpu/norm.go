@@ -8,10 +8,10 @@ import (
 	"github.com/sdfleet/sdfleet/inference/tensor"
 )
 
-// GroupNorm implements backend.Backend. Statistics are accumulated in
+// groupNorm implements backend.Backend's GroupNorm on host tensors. Statistics are accumulated in
 // float64 per channel and reduced per group: a 64×64×320 group holds
 // 40960 values, too many to sum in float32 within 1e-4.
-func (b *Backend) GroupNorm(dst, x *tensor.Tensor, groups int, scale, shift []float32, eps float32, act backend.Activation) error {
+func (b *Backend) groupNorm(dst, x *tensor.Tensor, groups int, scale, shift []float32, eps float32, act backend.Activation) error {
 	if err := requireRank("group norm x", x, 0); err != nil {
 		return err
 	}
@@ -122,8 +122,8 @@ func (b *Backend) GroupNorm(dst, x *tensor.Tensor, groups int, scale, shift []fl
 	return nil
 }
 
-// LayerNorm implements backend.Backend.
-func (b *Backend) LayerNorm(dst, x *tensor.Tensor, scale, shift []float32, eps float32) error {
+// layerNorm implements backend.Backend's LayerNorm on host tensors.
+func (b *Backend) layerNorm(dst, x *tensor.Tensor, scale, shift []float32, eps float32) error {
 	if err := requireRank("layer norm x", x, 0); err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"github.com/sdfleet/sdfleet/inference/backend"
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
 	"github.com/sdfleet/sdfleet/inference/models"
-	"github.com/sdfleet/sdfleet/inference/tensor"
 )
 
 // layerNormEps is CLIP's layer_norm_eps.
@@ -25,11 +24,13 @@ type Model struct {
 	opts   Options
 	b      backend.Backend
 	act    backend.Activation
-	tokens *tensor.Tensor // [vocab, width]
-	pos    *tensor.Tensor // [positions, width]
+	tokens backend.Tensor // [vocab, width]
+	pos    backend.Tensor // [positions, width]
 	layers []layer
 	final  models.Norm
 	bytes  int64
+	// weights unloads what the constructor loaded.
+	weights *models.Loader
 }
 
 type layer struct {
@@ -59,8 +60,8 @@ func New(b backend.Backend, src models.Source, cfg checkpoint.TextEncoderConfig,
 	D, I := cfg.HiddenSize, cfg.IntermediateSize
 	root := models.NewLoader(b, src)
 	l := root.With("text_model.")
-	m.tokens = l.Matrix("embeddings.token_embedding.weight", cfg.VocabSize, D)
-	m.pos = l.Matrix("embeddings.position_embedding.weight", cfg.MaxPositions, D)
+	m.tokens = l.Tensor("embeddings.token_embedding.weight", cfg.VocabSize, D)
+	m.pos = l.Tensor("embeddings.position_embedding.weight", cfg.MaxPositions, D)
 	// Layers past the ones used are never loaded.
 	for i := range cfg.Layers - opts.SkipLastLayers {
 		p := l.With(fmt.Sprintf("encoder.layers.%d.", i))
@@ -77,8 +78,10 @@ func New(b backend.Backend, src models.Source, cfg checkpoint.TextEncoderConfig,
 	}
 	m.final = l.Norm("final_layer_norm", D)
 	if err := root.Err(); err != nil {
+		root.Unload()
 		return nil, err
 	}
+	m.weights = root
 	m.bytes = root.PackedBytes()
 	return m, nil
 }
@@ -86,12 +89,22 @@ func New(b backend.Backend, src models.Source, cfg checkpoint.TextEncoderConfig,
 // Width is the embedding width (768 for SD 1.x).
 func (m *Model) Width() int { return m.cfg.HiddenSize }
 
+// Release frees the network's weights on its backend; the network must
+// not be used afterwards.
+func (m *Model) Release() {
+	if m.weights != nil {
+		m.weights.Unload()
+		m.weights = nil
+	}
+}
+
 // PackedBytes estimates the memory the loaded weights occupy.
 func (m *Model) PackedBytes() int64 { return m.bytes }
 
 // Encode runs the encoder over a batch of equally long id sequences
-// (normally 77 each) and returns [batch, tokens, width].
-func (m *Model) Encode(ids [][]int) (*tensor.Tensor, error) {
+// (normally 77 each) and returns [batch, tokens, width], a tensor of the
+// model's backend that the caller releases.
+func (m *Model) Encode(ids [][]int) (backend.Tensor, error) {
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("text encoder: no sequences to encode")
 	}
@@ -100,29 +113,51 @@ func (m *Model) Encode(ids [][]int) (*tensor.Tensor, error) {
 		return nil, fmt.Errorf("text encoder: sequence length %d, expected 1 to %d", T, m.cfg.MaxPositions)
 	}
 	flat := make([]int, 0, len(ids)*T)
+	positions := make([]int, 0, len(ids)*T)
 	for i, s := range ids {
 		if len(s) != T {
 			return nil, fmt.Errorf("text encoder: sequence %d has %d ids, expected %d like the first", i, len(s), T)
 		}
 		flat = append(flat, s...)
-	}
-	B, D := len(ids), m.cfg.HiddenSize
-	x, _ := tensor.New(B, T, D)
-	if err := m.b.Embedding(x, m.tokens, flat); err != nil {
-		return nil, fmt.Errorf("text encoder token embedding: %w", err)
-	}
-	for bi := range B {
-		row := x.Data[bi*T*D : (bi+1)*T*D]
-		for i, p := range m.pos.Data[:T*D] {
-			row[i] += p
+		for p := range T {
+			positions = append(positions, p)
 		}
 	}
-	h, _ := tensor.New(B, T, D)
-	q, _ := tensor.New(B, T, D)
-	k, _ := tensor.New(B, T, D)
-	v, _ := tensor.New(B, T, D)
-	a, _ := tensor.New(B, T, D)
-	mlp, _ := tensor.New(B, T, m.cfg.IntermediateSize)
+	B, D := len(ids), m.cfg.HiddenSize
+	work := backend.NewScope(m.b)
+	defer work.Release()
+	shapes := [][]int{{B, T, D}, {B, T, D}, {B, T, D}, {B, T, D}, {B, T, D}, {B, T, m.cfg.IntermediateSize}}
+	bufs := make([]backend.Tensor, len(shapes))
+	for i, s := range shapes {
+		var err error
+		if bufs[i], err = work.Alloc(s...); err != nil {
+			return nil, fmt.Errorf("text encoder: %w", err)
+		}
+	}
+	x, q, k, v, a, mlp := bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], bufs[5]
+	// h outlives the scope: it ends as the result.
+	h, err := m.b.Alloc(B, T, D)
+	if err != nil {
+		return nil, fmt.Errorf("text encoder: %w", err)
+	}
+	if err := m.encode(x, h, q, k, v, a, mlp, flat, positions); err != nil {
+		m.b.Release(h)
+		return nil, err
+	}
+	return h, nil
+}
+
+func (m *Model) encode(x, h, q, k, v, a, mlp backend.Tensor, flat, positions []int) error {
+	if err := m.b.Embedding(x, m.tokens, flat); err != nil {
+		return fmt.Errorf("text encoder token embedding: %w", err)
+	}
+	// Position embeddings are gathered like tokens, then added.
+	if err := m.b.Embedding(h, m.pos, positions); err != nil {
+		return fmt.Errorf("text encoder position embedding: %w", err)
+	}
+	if err := m.b.Axpby(x, 1, x, 1, h); err != nil {
+		return fmt.Errorf("text encoder position embedding: %w", err)
+	}
 	heads := backend.AttentionParams{Heads: m.cfg.Heads, Causal: true}
 	for i, ly := range m.layers {
 		steps := []func() error{
@@ -140,12 +175,12 @@ func (m *Model) Encode(ids [][]int) (*tensor.Tensor, error) {
 		}
 		for _, s := range steps {
 			if err := s(); err != nil {
-				return nil, fmt.Errorf("text encoder layer %d: %w", i, err)
+				return fmt.Errorf("text encoder layer %d: %w", i, err)
 			}
 		}
 	}
 	if err := m.b.LayerNorm(h, x, m.final.Scale, m.final.Shift, layerNormEps); err != nil {
-		return nil, fmt.Errorf("text encoder final layer norm: %w", err)
+		return fmt.Errorf("text encoder final layer norm: %w", err)
 	}
-	return h, nil
+	return nil
 }

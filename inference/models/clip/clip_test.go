@@ -5,9 +5,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sdfleet/sdfleet/inference/backend"
 	"github.com/sdfleet/sdfleet/inference/backend/cpu"
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
 	"github.com/sdfleet/sdfleet/inference/models"
+	"github.com/sdfleet/sdfleet/inference/tensor"
 	"github.com/sdfleet/sdfleet/inference/testmodel"
 )
 
@@ -42,7 +44,7 @@ func TestEncodeIsCausalAndShaped(t *testing.T) {
 	}
 	changed := append([]int(nil), ids...)
 	changed[5] = 499 - changed[5]
-	out, err := enc.Encode([][]int{ids, changed})
+	out, err := encodeToHost(b, enc, [][]int{ids, changed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,10 +72,14 @@ func TestEncodeIsCausalAndShaped(t *testing.T) {
 		}
 	}
 	// After the final layer norm each token has mean ≈ mean(shift).
+	finalShift, err := backend.ToHost(b, enc.final.Shift)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var mean, shift float64
 	for d := range D {
 		mean += float64(out.Data[d])
-		shift += float64(enc.final.Shift[d])
+		shift += float64(finalShift.Data[d])
 	}
 	if math.Abs(mean-shift)/float64(D) > 0.2 {
 		t.Errorf("token 0 mean %g, far from the layer norm shift mean %g", mean/float64(D), shift/float64(D))
@@ -95,8 +101,14 @@ func TestSkipLastLayersChangesOutput(t *testing.T) {
 		t.Fatalf("%d layers loaded, want %d", len(skip.layers), m.TextEncoder.Layers-1)
 	}
 	ids := [][]int{make([]int, 77)}
-	a, _ := full.Encode(ids)
-	c, _ := skip.Encode(ids)
+	a, err := encodeToHost(b, full, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := encodeToHost(b, skip, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
 	same := true
 	for i := range a.Data {
 		if a.Data[i] != c.Data[i] {
@@ -136,4 +148,14 @@ func TestRejectsBadInput(t *testing.T) {
 	if _, err := enc.Encode(nil); err == nil {
 		t.Error("an empty batch was accepted")
 	}
+}
+
+// encodeToHost runs Encode and reads the result back.
+func encodeToHost(b backend.Backend, m *Model, ids [][]int) (*tensor.Tensor, error) {
+	out, err := m.Encode(ids)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Release(out)
+	return backend.ToHost(b, out)
 }

@@ -15,7 +15,9 @@
 // and end in a nearest-neighbour 2× upsample and a convolution; and a final
 // group norm, SiLU and conv_out.
 //
-// Activations are NHWC. SD 2.x (linear projections, per-block head counts)
+// Activations are NHWC backend tensors; Forward releases each as soon as
+// its last reader has been called (the skip connections when their up
+// block has consumed them). SD 2.x (linear projections, per-block head counts)
 // is expressed by the config; SDXL's added size conditioning is not
 // implemented and is rejected when the config asks for it.
 package unet

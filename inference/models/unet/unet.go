@@ -7,7 +7,6 @@ import (
 	"github.com/sdfleet/sdfleet/inference/backend"
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
 	"github.com/sdfleet/sdfleet/inference/models"
-	"github.com/sdfleet/sdfleet/inference/tensor"
 )
 
 // Normalisation epsilons of the published architecture.
@@ -29,6 +28,8 @@ type Model struct {
 	midAttn          *transformer
 	up               []block
 	bytes            int64
+	// weights unloads what the constructor loaded.
+	weights *models.Loader
 }
 
 // block is a down or up block: resnets each optionally followed by a
@@ -149,8 +150,10 @@ func New(b backend.Backend, src models.Source, cfg checkpoint.UNetConfig) (*Mode
 	m.normOut = l.Norm("conv_norm_out", ch0)
 	m.convOut = l.Conv("conv_out", cfg.OutChannels, ch0, 3, 1)
 	if err := l.Err(); err != nil {
+		l.Unload()
 		return nil, err
 	}
+	m.weights = l
 	m.bytes = l.PackedBytes()
 	return m, nil
 }
@@ -201,6 +204,15 @@ func loadTransformer(l *models.Loader, ch, depth, heads, ctx int) *transformer {
 // Config is the configuration the model was built with.
 func (m *Model) Config() checkpoint.UNetConfig { return m.cfg }
 
+// Release frees the network's weights on its backend; the network must
+// not be used afterwards.
+func (m *Model) Release() {
+	if m.weights != nil {
+		m.weights.Unload()
+		m.weights = nil
+	}
+}
+
 // PackedBytes estimates the memory the loaded weights occupy.
 func (m *Model) PackedBytes() int64 { return m.bytes }
 
@@ -223,16 +235,26 @@ func TimestepEmbedding(t float64, dim int) []float32 {
 
 // Forward predicts the noise in x [N, H, W, InChannels] at timestep t,
 // attending to ctx [N, tokens, CrossAttentionDim]; it returns
-// [N, H, W, OutChannels].
-func (m *Model) Forward(x *tensor.Tensor, t float64, ctx *tensor.Tensor) (*tensor.Tensor, error) {
-	if x.Rank() != 4 || x.Shape[3] != m.cfg.InChannels {
-		return nil, fmt.Errorf("unet input: shape %v, expected [N, H, W, %d]", x.Shape, m.cfg.InChannels)
+// [N, H, W, OutChannels], a tensor of the model's backend that the caller
+// releases. Every intermediate activation is released before Forward
+// returns, so a backend that pools memory runs each step in the same
+// buffers.
+func (m *Model) Forward(x backend.Tensor, t float64, ctx backend.Tensor) (backend.Tensor, error) {
+	xs, cs := x.Dims(), ctx.Dims()
+	if len(xs) != 4 || xs[3] != m.cfg.InChannels {
+		return nil, fmt.Errorf("unet input: shape %v, expected [N, H, W, %d]", xs, m.cfg.InChannels)
 	}
-	n := x.Shape[0]
-	if ctx.Rank() != 3 || ctx.Shape[0] != n || ctx.Shape[2] != m.cfg.CrossAttentionDim {
-		return nil, fmt.Errorf("unet context: shape %v, expected [%d, tokens, %d]", ctx.Shape, n, m.cfg.CrossAttentionDim)
+	n := xs[0]
+	if len(cs) != 3 || cs[0] != n || cs[2] != m.cfg.CrossAttentionDim {
+		return nil, fmt.Errorf("unet context: shape %v, expected [%d, tokens, %d]", cs, n, m.cfg.CrossAttentionDim)
 	}
-	r := &run{b: m.b, groups: m.cfg.NormGroups, ctx: ctx}
+	r := &run{b: m.b, groups: m.cfg.NormGroups, ctx: ctx, work: backend.NewScope(m.b)}
+	defer r.work.Release()
+	return r.forward(m, x, t)
+}
+
+func (r *run) forward(m *Model, x backend.Tensor, t float64) (backend.Tensor, error) {
+	n := x.Dims()[0]
 	if err := r.timeEmbedding(m, t, n); err != nil {
 		return nil, fmt.Errorf("unet time embedding: %w", err)
 	}
@@ -240,14 +262,17 @@ func (m *Model) Forward(x *tensor.Tensor, t float64, ctx *tensor.Tensor) (*tenso
 	if err != nil {
 		return nil, fmt.Errorf("unet conv_in: %w", err)
 	}
-	skips := []*tensor.Tensor{h}
+	// Skip connections stay alive until the up block that consumes them;
+	// every other activation is released as soon as its last reader has
+	// been called.
+	skips := []backend.Tensor{h}
 	for i, blk := range m.down {
 		for j, res := range blk.resnets {
 			if h, err = r.resnet(h, res); err != nil {
 				return nil, fmt.Errorf("unet down block %d resnet %d: %w", i, j, err)
 			}
 			if blk.attns[j] != nil {
-				if h, err = r.transformer(h, blk.attns[j]); err != nil {
+				if h, err = r.transformerThen(h, blk.attns[j]); err != nil {
 					return nil, fmt.Errorf("unet down block %d attention %d: %w", i, j, err)
 				}
 			}
@@ -260,28 +285,34 @@ func (m *Model) Forward(x *tensor.Tensor, t float64, ctx *tensor.Tensor) (*tenso
 			skips = append(skips, h)
 		}
 	}
+	// The last skip is also the mid block's input: it must survive it.
 	if h, err = r.resnet(h, m.midRes0); err != nil {
 		return nil, fmt.Errorf("unet mid block resnet 0: %w", err)
 	}
-	if h, err = r.transformer(h, m.midAttn); err != nil {
+	if h, err = r.transformerThen(h, m.midAttn); err != nil {
 		return nil, fmt.Errorf("unet mid block attention: %w", err)
 	}
-	if h, err = r.resnet(h, m.midRes1); err != nil {
+	if h, err = r.resnetThen(h, m.midRes1); err != nil {
 		return nil, fmt.Errorf("unet mid block resnet 1: %w", err)
 	}
 	for i, blk := range m.up {
 		for j, res := range blk.resnets {
 			skip := skips[len(skips)-1]
 			skips = skips[:len(skips)-1]
-			cat, _ := tensor.New(n, h.Shape[1], h.Shape[2], h.Shape[3]+skip.Shape[3])
-			if err := m.b.Concat(cat, h, skip); err != nil {
+			hs, ss := h.Dims(), skip.Dims()
+			cat, err := r.alloc(hs[0], hs[1], hs[2], hs[3]+ss[3])
+			if err != nil {
 				return nil, fmt.Errorf("unet up block %d skip %d: %w", i, j, err)
 			}
-			if h, err = r.resnet(cat, res); err != nil {
+			if err := r.b.Concat(cat, h, skip); err != nil {
+				return nil, fmt.Errorf("unet up block %d skip %d: %w", i, j, err)
+			}
+			r.release(h, skip)
+			if h, err = r.resnetThen(cat, res); err != nil {
 				return nil, fmt.Errorf("unet up block %d resnet %d: %w", i, j, err)
 			}
 			if blk.attns[j] != nil {
-				if h, err = r.transformer(h, blk.attns[j]); err != nil {
+				if h, err = r.transformerThen(h, blk.attns[j]); err != nil {
 					return nil, fmt.Errorf("unet up block %d attention %d: %w", i, j, err)
 				}
 			}
@@ -289,23 +320,35 @@ func (m *Model) Forward(x *tensor.Tensor, t float64, ctx *tensor.Tensor) (*tenso
 		if blk.resample != nil {
 			// Upsample to the size of the skip connection that comes
 			// next: twice this size unless a downsample rounded up.
-			next := skips[len(skips)-1]
-			if h, err = r.upsample(h, next.Shape[1], next.Shape[2]); err != nil {
+			next := skips[len(skips)-1].Dims()
+			up, err := r.alloc(h.Dims()[0], next[1], next[2], h.Dims()[3])
+			if err != nil {
 				return nil, fmt.Errorf("unet up block %d upsampler: %w", i, err)
 			}
-			if h, err = r.conv(h, blk.resample, nil); err != nil {
+			if err := r.b.ResizeNearest(up, h); err != nil {
 				return nil, fmt.Errorf("unet up block %d upsampler: %w", i, err)
 			}
+			r.release(h)
+			if h, err = r.conv(up, blk.resample, nil); err != nil {
+				return nil, fmt.Errorf("unet up block %d upsampler: %w", i, err)
+			}
+			r.release(up)
 		}
 	}
-	g, _ := tensor.New(h.Shape...)
-	if err := m.b.GroupNorm(g, h, m.cfg.NormGroups, m.normOut.Scale, m.normOut.Shift, resnetEps, backend.SiLU); err != nil {
+	g, err := r.alloc(h.Dims()...)
+	if err != nil {
 		return nil, fmt.Errorf("unet conv_norm_out: %w", err)
 	}
+	if err := r.b.GroupNorm(g, h, m.cfg.NormGroups, m.normOut.Scale, m.normOut.Shift, resnetEps, backend.SiLU); err != nil {
+		return nil, fmt.Errorf("unet conv_norm_out: %w", err)
+	}
+	r.release(h)
 	out, err := r.conv(g, m.convOut, nil)
 	if err != nil {
 		return nil, fmt.Errorf("unet conv_out: %w", err)
 	}
+	r.release(g)
+	r.work.Keep(out)
 	return out, nil
 }
 
@@ -313,43 +356,78 @@ func (m *Model) Forward(x *tensor.Tensor, t float64, ctx *tensor.Tensor) (*tenso
 type run struct {
 	b      backend.Backend
 	groups int
-	ctx    *tensor.Tensor
+	ctx    backend.Tensor
 	// temb is SiLU(time embedding) [N, TimeEmbedDim], what every ResNet
 	// block's time_emb_proj reads.
-	temb *tensor.Tensor
+	temb backend.Tensor
+	// work holds the activations not yet released, so that a failed pass
+	// releases them too.
+	work *backend.Scope
 }
+
+// alloc allocates an activation the pass releases by itself.
+func (r *run) alloc(shape ...int) (backend.Tensor, error) { return r.work.Alloc(shape...) }
+
+// release releases activations of the pass early; its input is left alone.
+func (r *run) release(ts ...backend.Tensor) { r.work.Free(ts...) }
 
 func (r *run) timeEmbedding(m *Model, t float64, n int) error {
 	ch0 := m.cfg.BlockOutChannels[0]
 	sin := TimestepEmbedding(t, ch0)
-	emb, _ := tensor.New(n, ch0)
-	for i := range n {
-		copy(emb.Data[i*ch0:], sin)
+	rows := make([]float32, 0, n*ch0)
+	for range n {
+		rows = append(rows, sin...)
 	}
-	hidden, _ := tensor.New(n, m.cfg.TimeEmbedDim)
+	emb, err := r.alloc(n, ch0)
+	if err != nil {
+		return err
+	}
+	if err := r.b.Write(emb, rows); err != nil {
+		return err
+	}
+	hidden, err := r.alloc(n, m.cfg.TimeEmbedDim)
+	if err != nil {
+		return err
+	}
 	if err := r.b.MatMul(hidden, emb, m.timeIn, backend.Epilogue{Act: backend.SiLU}); err != nil {
 		return err
 	}
-	r.temb, _ = tensor.New(n, m.cfg.TimeEmbedDim)
+	temb, err := r.alloc(n, m.cfg.TimeEmbedDim)
+	if err != nil {
+		return err
+	}
+	r.temb = temb
 	if err := r.b.MatMul(r.temb, hidden, m.timeOut, backend.Epilogue{}); err != nil {
 		return err
 	}
+	r.release(emb, hidden)
 	return r.b.Activate(r.temb, r.temb, backend.SiLU)
 }
 
-func (r *run) conv(x *tensor.Tensor, w backend.Conv2D, residual *tensor.Tensor) (*tensor.Tensor, error) {
+func (r *run) conv(x backend.Tensor, w backend.Conv2D, residual backend.Tensor) (backend.Tensor, error) {
 	s := w.Stride()
-	h, wd := x.Shape[1], x.Shape[2]
+	d := x.Dims()
+	h, wd := d[1], d[2]
 	ho, wo := (h-1)/s+1, (wd-1)/s+1
-	out, err := tensor.New(x.Shape[0], ho, wo, w.OutChannels())
+	out, err := r.alloc(d[0], ho, wo, w.OutChannels())
 	if err != nil {
 		return nil, err
 	}
 	return out, r.b.Conv2D(out, x, w, backend.Epilogue{Residual: residual})
 }
 
-func (r *run) resnet(x *tensor.Tensor, res *resnet) (*tensor.Tensor, error) {
-	g, _ := tensor.New(x.Shape...)
+// resnetThen runs a ResNet block and releases its input.
+func (r *run) resnetThen(x backend.Tensor, res *resnet) (backend.Tensor, error) {
+	out, err := r.resnet(x, res)
+	r.release(x)
+	return out, err
+}
+
+func (r *run) resnet(x backend.Tensor, res *resnet) (backend.Tensor, error) {
+	g, err := r.alloc(x.Dims()...)
+	if err != nil {
+		return nil, fmt.Errorf("norm1: %w", err)
+	}
 	if err := r.b.GroupNorm(g, x, r.groups, res.norm1.Scale, res.norm1.Shift, resnetEps, backend.SiLU); err != nil {
 		return nil, fmt.Errorf("norm1: %w", err)
 	}
@@ -357,17 +435,26 @@ func (r *run) resnet(x *tensor.Tensor, res *resnet) (*tensor.Tensor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("conv1: %w", err)
 	}
-	proj, _ := tensor.New(x.Shape[0], res.out)
+	r.release(g)
+	proj, err := r.alloc(x.Dims()[0], res.out)
+	if err != nil {
+		return nil, fmt.Errorf("time_emb_proj: %w", err)
+	}
 	if err := r.b.MatMul(proj, r.temb, res.temb, backend.Epilogue{}); err != nil {
 		return nil, fmt.Errorf("time_emb_proj: %w", err)
 	}
 	if err := r.b.AddChannelBias(h, h, proj); err != nil {
 		return nil, fmt.Errorf("time embedding: %w", err)
 	}
-	g2, _ := tensor.New(h.Shape...)
+	r.release(proj)
+	g2, err := r.alloc(h.Dims()...)
+	if err != nil {
+		return nil, fmt.Errorf("norm2: %w", err)
+	}
 	if err := r.b.GroupNorm(g2, h, r.groups, res.norm2.Scale, res.norm2.Shift, resnetEps, backend.SiLU); err != nil {
 		return nil, fmt.Errorf("norm2: %w", err)
 	}
+	r.release(h)
 	skip := x
 	if res.shortcut != nil {
 		if skip, err = r.conv(x, res.shortcut, nil); err != nil {
@@ -378,30 +465,44 @@ func (r *run) resnet(x *tensor.Tensor, res *resnet) (*tensor.Tensor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("conv2: %w", err)
 	}
+	r.release(g2)
+	if skip != x {
+		r.release(skip)
+	}
 	return out, nil
 }
 
-func (r *run) transformer(x *tensor.Tensor, t *transformer) (*tensor.Tensor, error) {
-	n, h, w, c := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
-	g, _ := tensor.New(x.Shape...)
-	if err := r.b.GroupNorm(g, x, r.groups, t.norm.Scale, t.norm.Shift, transformerEps, backend.None); err != nil {
+// transformerThen runs a spatial transformer and releases its input.
+func (r *run) transformerThen(x backend.Tensor, t *transformer) (backend.Tensor, error) {
+	out, err := r.transformer(x, t)
+	r.release(x)
+	return out, err
+}
+
+func (r *run) transformer(x backend.Tensor, t *transformer) (backend.Tensor, error) {
+	d := x.Dims()
+	n, h, w, c := d[0], d[1], d[2], d[3]
+	tk := r.ctx.Dims()[1]
+	shapes := [][]int{{n, h, w, c}, {n, h * w, c}, {n, h * w, c}, {n, h * w, c}, {n, h * w, c}, {n, h * w, c}, {n, h * w, c}, {n, tk, c}, {n, tk, c}, {n, h * w, 8 * c}, {n, h * w, 4 * c}}
+	bufs := make([]backend.Tensor, len(shapes))
+	for i, s := range shapes {
+		var err error
+		if bufs[i], err = r.alloc(s...); err != nil {
+			return nil, err
+		}
+	}
+	defer r.release(bufs...)
+	g4, s, norm, q, k, v, a, kc, vc, ff, gated := bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], bufs[5], bufs[6], bufs[7], bufs[8], bufs[9], bufs[10]
+	if err := r.b.GroupNorm(g4, x, r.groups, t.norm.Scale, t.norm.Shift, transformerEps, backend.None); err != nil {
 		return nil, fmt.Errorf("norm: %w", err)
 	}
-	g, _ = g.Reshape(n, h*w, c)
-	s, _ := tensor.New(n, h*w, c)
+	g, err := r.b.Reshape(g4, n, h*w, c)
+	if err != nil {
+		return nil, fmt.Errorf("norm: %w", err)
+	}
 	if err := r.b.MatMul(s, g, t.projIn, backend.Epilogue{}); err != nil {
 		return nil, fmt.Errorf("proj_in: %w", err)
 	}
-	tk := r.ctx.Shape[1]
-	norm, _ := tensor.New(n, h*w, c)
-	q, _ := tensor.New(n, h*w, c)
-	k, _ := tensor.New(n, h*w, c)
-	v, _ := tensor.New(n, h*w, c)
-	a, _ := tensor.New(n, h*w, c)
-	kc, _ := tensor.New(n, tk, c)
-	vc, _ := tensor.New(n, tk, c)
-	ff, _ := tensor.New(n, h*w, 8*c)
-	gated, _ := tensor.New(n, h*w, 4*c)
 	heads := backend.AttentionParams{Heads: t.heads}
 	for i, blk := range t.blocks {
 		// s and norm swap roles after each residual add, since an
@@ -434,22 +535,20 @@ func (r *run) transformer(x *tensor.Tensor, t *transformer) (*tensor.Tensor, err
 		}
 		s, norm = norm, s
 	}
-	out, _ := tensor.New(n, h, w, c)
-	xs, _ := x.Reshape(n, h*w, c)
-	o, _ := out.Reshape(n, h*w, c)
+	out, err := r.alloc(n, h, w, c)
+	if err != nil {
+		return nil, fmt.Errorf("proj_out: %w", err)
+	}
+	xs, err := r.b.Reshape(x, n, h*w, c)
+	if err != nil {
+		return nil, fmt.Errorf("proj_out: %w", err)
+	}
+	o, err := r.b.Reshape(out, n, h*w, c)
+	if err != nil {
+		return nil, fmt.Errorf("proj_out: %w", err)
+	}
 	if err := r.b.MatMul(o, s, t.projOut, backend.Epilogue{Residual: xs}); err != nil {
 		return nil, fmt.Errorf("proj_out: %w", err)
 	}
 	return out, nil
-}
-
-func (r *run) upsample(x *tensor.Tensor, ho, wo int) (*tensor.Tensor, error) {
-	out, err := tensor.New(x.Shape[0], ho, wo, x.Shape[3])
-	if err != nil {
-		return nil, err
-	}
-	if ho == 2*x.Shape[1] && wo == 2*x.Shape[2] {
-		return out, r.b.Upsample2x(out, x)
-	}
-	return out, models.ResizeNearest(out, x)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sdfleet/sdfleet/inference/backend"
 	"github.com/sdfleet/sdfleet/inference/backend/cpu"
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
 	"github.com/sdfleet/sdfleet/inference/models"
@@ -66,6 +67,17 @@ func random(r *rand.Rand, shape ...int) *tensor.Tensor {
 	return x
 }
 
+// forwardToHost runs Forward on host inputs (the CPU backend's tensors)
+// and reads the prediction back.
+func forwardToHost(m *Model, x *tensor.Tensor, t float64, ctx *tensor.Tensor) (*tensor.Tensor, error) {
+	out, err := m.Forward(x, t, ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer m.b.Release(out)
+	return backend.ToHost(m.b, out)
+}
+
 func TestForwardShapesBatchesAndConditioning(t *testing.T) {
 	m, ck := loadTiny(t)
 	r := rand.New(rand.NewPCG(1, 2))
@@ -77,7 +89,7 @@ func TestForwardShapesBatchesAndConditioning(t *testing.T) {
 	two := tensor.MustNew(2, 5, 7, 4)
 	copy(two.Data, one.Data)
 	copy(two.Data[len(one.Data):], one.Data)
-	out, err := m.Forward(two, 500, ctx)
+	out, err := forwardToHost(m, two, 500, ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +112,7 @@ func TestForwardShapesBatchesAndConditioning(t *testing.T) {
 	}
 	// Batch item 0 alone gives the same result as within the batch.
 	ctx0, _ := tensor.FromData(ctx.Data[:77*ctxDim], 1, 77, ctxDim)
-	single, err := m.Forward(one, 500, ctx0)
+	single, err := forwardToHost(m, one, 500, ctx0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +122,7 @@ func TestForwardShapesBatchesAndConditioning(t *testing.T) {
 		}
 	}
 	// The timestep matters.
-	later, err := m.Forward(one, 10, ctx0)
+	later, err := forwardToHost(m, one, 10, ctx0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,8 @@ type Decoder struct {
 	up               []upBlock
 	normOut          models.Norm
 	bytes            int64
+	// weights unloads what the constructor loaded.
+	weights *models.Loader
 }
 
 type upBlock struct {
@@ -80,8 +82,10 @@ func New(b backend.Backend, src models.Source, cfg checkpoint.VAEConfig) (*Decod
 	d.normOut = l.Norm("conv_norm_out", cfg.BlockOutChannels[0])
 	d.convOut = l.Conv("conv_out", cfg.OutChannels, cfg.BlockOutChannels[0], 3, 1)
 	if err := root.Err(); err != nil {
+		root.Unload()
 		return nil, err
 	}
+	d.weights = root
 	d.bytes = root.PackedBytes()
 	return d, nil
 }
@@ -99,134 +103,222 @@ func loadResnet(l *models.Loader, in, out int) *resnet {
 	return r
 }
 
+// Release frees the network's weights on its backend; the network must
+// not be used afterwards.
+func (d *Decoder) Release() {
+	if d.weights != nil {
+		d.weights.Unload()
+		d.weights = nil
+	}
+}
+
 // PackedBytes estimates the memory the loaded weights occupy.
 func (d *Decoder) PackedBytes() int64 { return d.bytes }
 
 // Decode turns latents [N, h, w, LatentChannels] (as the sampler leaves
-// them, before scaling) into an image [N, 8h, 8w, OutChannels] with values
-// in [0, 1] (for three block levels of upsampling; 2^(levels-1) in general).
-func (d *Decoder) Decode(latents *tensor.Tensor) (*tensor.Tensor, error) {
-	if latents.Rank() != 4 || latents.Shape[3] != d.cfg.LatentChannels {
-		return nil, fmt.Errorf("vae latents: shape %v, expected [N, h, w, %d]", latents.Shape, d.cfg.LatentChannels)
+// them, before scaling; a tensor of the decoder's backend) into an image
+// [N, 8h, 8w, OutChannels] with values in [0, 1] (for three block levels
+// of upsampling; 2^(levels-1) in general), read back to the host.
+func (d *Decoder) Decode(latents backend.Tensor) (*tensor.Tensor, error) {
+	ls := latents.Dims()
+	if len(ls) != 4 || ls[3] != d.cfg.LatentChannels {
+		return nil, fmt.Errorf("vae latents: shape %v, expected [N, h, w, %d]", ls, d.cfg.LatentChannels)
 	}
-	z := latents.Clone()
+	r := &pass{b: d.b, work: backend.NewScope(d.b)}
+	defer r.work.Release()
+	img, err := d.decode(r, latents)
+	if err != nil {
+		return nil, err
+	}
+	out, err := tensor.New(img.Dims()...)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.b.Read(out.Data, img); err != nil {
+		return nil, fmt.Errorf("vae image: %w", err)
+	}
+	for i, v := range out.Data {
+		out.Data[i] = min(max(v*0.5+0.5, 0), 1)
+	}
+	return out, nil
+}
+
+func (d *Decoder) decode(r *pass, latents backend.Tensor) (backend.Tensor, error) {
+	z, err := r.alloc(latents.Dims()...)
+	if err != nil {
+		return nil, fmt.Errorf("vae latents: %w", err)
+	}
 	inv := float32(1 / d.cfg.ScalingFactor)
-	for i := range z.Data {
-		z.Data[i] *= inv
+	if err := d.b.Axpby(z, inv, latents, 0, latents); err != nil {
+		return nil, fmt.Errorf("vae latents: %w", err)
 	}
-	pq, _ := tensor.New(z.Shape...)
+	pq, err := r.alloc(z.Dims()...)
+	if err != nil {
+		return nil, fmt.Errorf("vae post_quant_conv: %w", err)
+	}
 	if err := d.b.MatMul(pq, z, d.postQuant, backend.Epilogue{}); err != nil {
 		return nil, fmt.Errorf("vae post_quant_conv: %w", err)
 	}
-	h, err := d.conv(pq, d.convIn, nil)
+	r.release(z)
+	h, err := r.conv(pq, d.convIn, nil)
 	if err != nil {
 		return nil, fmt.Errorf("vae conv_in: %w", err)
 	}
-	if h, err = d.resnet(h, d.midRes0); err != nil {
+	r.release(pq)
+	if h, err = d.resnet(r, h, d.midRes0); err != nil {
 		return nil, fmt.Errorf("vae mid block resnet 0: %w", err)
 	}
-	if h, err = d.attention(h); err != nil {
+	if h, err = d.attention(r, h); err != nil {
 		return nil, fmt.Errorf("vae mid block attention: %w", err)
 	}
-	if h, err = d.resnet(h, d.midRes1); err != nil {
+	if h, err = d.resnet(r, h, d.midRes1); err != nil {
 		return nil, fmt.Errorf("vae mid block resnet 1: %w", err)
 	}
 	for i, blk := range d.up {
-		for j, r := range blk.resnets {
-			if h, err = d.resnet(h, r); err != nil {
+		for j, res := range blk.resnets {
+			if h, err = d.resnet(r, h, res); err != nil {
 				return nil, fmt.Errorf("vae up block %d resnet %d: %w", i, j, err)
 			}
 		}
 		if blk.upsample != nil {
-			u, _ := tensor.New(h.Shape[0], 2*h.Shape[1], 2*h.Shape[2], h.Shape[3])
-			if err := d.b.Upsample2x(u, h); err != nil {
+			hs := h.Dims()
+			u, err := r.alloc(hs[0], 2*hs[1], 2*hs[2], hs[3])
+			if err != nil {
 				return nil, fmt.Errorf("vae up block %d upsample: %w", i, err)
 			}
-			if h, err = d.conv(u, blk.upsample, nil); err != nil {
+			if err := d.b.ResizeNearest(u, h); err != nil {
+				return nil, fmt.Errorf("vae up block %d upsample: %w", i, err)
+			}
+			r.release(h)
+			if h, err = r.conv(u, blk.upsample, nil); err != nil {
 				return nil, fmt.Errorf("vae up block %d upsampler: %w", i, err)
 			}
+			r.release(u)
 		}
 	}
-	g, _ := tensor.New(h.Shape...)
+	g, err := r.alloc(h.Dims()...)
+	if err != nil {
+		return nil, fmt.Errorf("vae conv_norm_out: %w", err)
+	}
 	if err := d.b.GroupNorm(g, h, d.cfg.NormGroups, d.normOut.Scale, d.normOut.Shift, normEps, backend.SiLU); err != nil {
 		return nil, fmt.Errorf("vae conv_norm_out: %w", err)
 	}
-	img, err := d.conv(g, d.convOut, nil)
+	r.release(h)
+	img, err := r.conv(g, d.convOut, nil)
 	if err != nil {
 		return nil, fmt.Errorf("vae conv_out: %w", err)
 	}
-	for i, v := range img.Data {
-		img.Data[i] = min(max(v*0.5+0.5, 0), 1)
-	}
+	r.release(g)
 	return img, nil
 }
 
-func (d *Decoder) conv(x *tensor.Tensor, w backend.Conv2D, residual *tensor.Tensor) (*tensor.Tensor, error) {
-	out, err := tensor.New(x.Shape[0], x.Shape[1], x.Shape[2], w.OutChannels())
+// pass tracks the activations of one decode, each released as soon as
+// its last reader has been called and the rest at the end.
+type pass struct {
+	b    backend.Backend
+	work *backend.Scope
+}
+
+func (r *pass) alloc(shape ...int) (backend.Tensor, error) { return r.work.Alloc(shape...) }
+
+// release releases activations early; the caller's latents are left alone.
+func (r *pass) release(ts ...backend.Tensor) { r.work.Free(ts...) }
+
+func (r *pass) conv(x backend.Tensor, w backend.Conv2D, residual backend.Tensor) (backend.Tensor, error) {
+	d := x.Dims()
+	out, err := r.alloc(d[0], d[1], d[2], w.OutChannels())
 	if err != nil {
 		return nil, err
 	}
-	return out, d.b.Conv2D(out, x, w, backend.Epilogue{Residual: residual})
+	return out, r.b.Conv2D(out, x, w, backend.Epilogue{Residual: residual})
 }
 
-func (d *Decoder) resnet(x *tensor.Tensor, r *resnet) (*tensor.Tensor, error) {
-	g, _ := tensor.New(x.Shape...)
-	if err := d.b.GroupNorm(g, x, d.cfg.NormGroups, r.norm1.Scale, r.norm1.Shift, normEps, backend.SiLU); err != nil {
+// resnet runs a ResNet block on x and releases x.
+func (d *Decoder) resnet(r *pass, x backend.Tensor, res *resnet) (backend.Tensor, error) {
+	g, err := r.alloc(x.Dims()...)
+	if err != nil {
 		return nil, fmt.Errorf("norm1: %w", err)
 	}
-	h, err := d.conv(g, r.conv1, nil)
+	if err := d.b.GroupNorm(g, x, d.cfg.NormGroups, res.norm1.Scale, res.norm1.Shift, normEps, backend.SiLU); err != nil {
+		return nil, fmt.Errorf("norm1: %w", err)
+	}
+	h, err := r.conv(g, res.conv1, nil)
 	if err != nil {
 		return nil, fmt.Errorf("conv1: %w", err)
 	}
 	// Reuse norm1's buffer for norm2 when the channel count is unchanged.
-	g2 := &tensor.Tensor{Shape: h.Shape, Data: g.Data}
-	if len(g.Data) != len(h.Data) {
-		g2, _ = tensor.New(h.Shape...)
+	g2 := g
+	if backend.Len(g) != backend.Len(h) {
+		r.release(g)
+		if g2, err = r.alloc(h.Dims()...); err != nil {
+			return nil, fmt.Errorf("norm2: %w", err)
+		}
+	} else if g2, err = d.b.Reshape(g, h.Dims()...); err != nil {
+		return nil, fmt.Errorf("norm2: %w", err)
 	}
-	if err := d.b.GroupNorm(g2, h, d.cfg.NormGroups, r.norm2.Scale, r.norm2.Shift, normEps, backend.SiLU); err != nil {
+	if err := d.b.GroupNorm(g2, h, d.cfg.NormGroups, res.norm2.Scale, res.norm2.Shift, normEps, backend.SiLU); err != nil {
 		return nil, fmt.Errorf("norm2: %w", err)
 	}
 	skip := x
-	if r.shortcut != nil {
-		if skip, err = d.conv(x, r.shortcut, nil); err != nil {
+	if res.shortcut != nil {
+		if skip, err = r.conv(x, res.shortcut, nil); err != nil {
 			return nil, fmt.Errorf("conv_shortcut: %w", err)
 		}
+		r.release(x)
 	}
 	// h is no longer needed: conv2 writes into it (it is neither input
 	// nor residual), which keeps the full-resolution blocks' memory down.
-	if err := d.b.Conv2D(h, g2, r.conv2, backend.Epilogue{Residual: skip}); err != nil {
+	if err := d.b.Conv2D(h, g2, res.conv2, backend.Epilogue{Residual: skip}); err != nil {
 		return nil, fmt.Errorf("conv2: %w", err)
 	}
+	r.release(g, g2, skip)
 	return h, nil
 }
 
-func (d *Decoder) attention(x *tensor.Tensor) (*tensor.Tensor, error) {
-	n, h, w, c := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
-	g, _ := tensor.New(x.Shape...)
+// attention runs the mid block's self-attention on x and releases x.
+func (d *Decoder) attention(r *pass, x backend.Tensor) (backend.Tensor, error) {
+	xd := x.Dims()
+	n, h, w, c := xd[0], xd[1], xd[2], xd[3]
+	g, err := r.alloc(xd...)
+	if err != nil {
+		return nil, fmt.Errorf("group_norm: %w", err)
+	}
 	if err := d.b.GroupNorm(g, x, d.cfg.NormGroups, d.attnNorm.Scale, d.attnNorm.Shift, normEps, backend.None); err != nil {
 		return nil, fmt.Errorf("group_norm: %w", err)
 	}
-	seq, _ := g.Reshape(n, h*w, c)
-	q, _ := tensor.New(n, h*w, c)
-	k, _ := tensor.New(n, h*w, c)
-	v, _ := tensor.New(n, h*w, c)
-	for _, p := range []struct {
-		dst *tensor.Tensor
-		w   backend.Linear
-	}{{q, d.q}, {k, d.k}, {v, d.v}} {
-		if err := d.b.MatMul(p.dst, seq, p.w, backend.Epilogue{}); err != nil {
+	seq, err := d.b.Reshape(g, n, h*w, c)
+	if err != nil {
+		return nil, fmt.Errorf("group_norm: %w", err)
+	}
+	var qkv [3]backend.Tensor
+	for i, lin := range []backend.Linear{d.q, d.k, d.v} {
+		if qkv[i], err = r.alloc(n, h*w, c); err != nil {
+			return nil, err
+		}
+		if err := d.b.MatMul(qkv[i], seq, lin, backend.Epilogue{}); err != nil {
 			return nil, err
 		}
 	}
 	a := seq // the normalised input is no longer needed
-	if err := d.b.Attention(a, q, k, v, backend.AttentionParams{Heads: 1}); err != nil {
+	if err := d.b.Attention(a, qkv[0], qkv[1], qkv[2], backend.AttentionParams{Heads: 1}); err != nil {
 		return nil, err
 	}
-	out, _ := tensor.New(x.Shape...)
-	o, _ := out.Reshape(n, h*w, c)
-	xs, _ := x.Reshape(n, h*w, c)
+	r.release(qkv[:]...)
+	out, err := r.alloc(xd...)
+	if err != nil {
+		return nil, fmt.Errorf("to_out: %w", err)
+	}
+	o, err := d.b.Reshape(out, n, h*w, c)
+	if err != nil {
+		return nil, fmt.Errorf("to_out: %w", err)
+	}
+	xs, err := d.b.Reshape(x, n, h*w, c)
+	if err != nil {
+		return nil, fmt.Errorf("to_out: %w", err)
+	}
 	if err := d.b.MatMul(o, a, d.o, backend.Epilogue{Residual: xs}); err != nil {
 		return nil, fmt.Errorf("to_out: %w", err)
 	}
+	r.release(g, x)
 	return out, nil
 }

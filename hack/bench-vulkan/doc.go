@@ -1,0 +1,8 @@
+// Command bench-vulkan prints each Vulkan kernel's throughput (GFLOP/s for
+// the multiplies and attention, GB/s for the memory-bound kernels) on one
+// Vulkan device, at SD 1.5 shapes scaled down so that Mesa's software
+// device (lavapipe) finishes in seconds. It catches kernel regressions; it
+// is not a timed test.
+//
+//	go run ./hack/bench-vulkan [--device N] [--repeat 3]
+package main

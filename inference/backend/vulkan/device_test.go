@@ -1,0 +1,165 @@
+package vulkan
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sdfleet/sdfleet/inference/backend/vulkan/vk"
+)
+
+// The package's tests share one device (opening one with validation
+// layers costs more than most kernel tests) and fail on any message the
+// validation layers report while they run.
+var (
+	shared        *Device
+	validationMu  sync.Mutex
+	validationLog []string
+)
+
+func recordValidation(msg string) {
+	validationMu.Lock()
+	validationLog = append(validationLog, msg)
+	validationMu.Unlock()
+}
+
+func TestMain(m *testing.M) {
+	d, err := Open(Options{Validation: true, OnValidationError: recordValidation})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "opening the Vulkan device with validation layers (hack/install-prerequisites.sh installs lavapipe and the layers): %v\n", err)
+		os.Exit(1)
+	}
+	shared = d
+	code := m.Run()
+	d.Close()
+	if len(validationLog) > 0 {
+		fmt.Fprintf(os.Stderr, "validation errors after the tests:\n%s\n", strings.Join(validationLog, "\n"))
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// device returns the shared device and fails t on any validation error
+// reported during t.
+func device(t *testing.T) *Device {
+	t.Helper()
+	validationMu.Lock()
+	start := len(validationLog)
+	validationMu.Unlock()
+	t.Cleanup(func() {
+		if err := shared.Sync(); err != nil {
+			t.Errorf("sync: %v", err)
+		}
+		validationMu.Lock()
+		defer validationMu.Unlock()
+		for _, msg := range validationLog[start:] {
+			t.Errorf("validation layer: %s", msg)
+		}
+	})
+	return shared
+}
+
+func TestOpenReportsTheDevice(t *testing.T) {
+	d := device(t)
+	p := d.Properties()
+	if d.Name() == "" {
+		t.Error("empty device name")
+	}
+	if !strings.HasPrefix(d.UUID(), "GPU-") || len(d.UUID()) != len("GPU-")+36 {
+		t.Errorf("UUID %q is not spelled as NVML spells it", d.UUID())
+	}
+	// Limits every Vulkan 1.3 device meets: reading them at the wrong
+	// offsets into VkPhysicalDeviceLimits would not.
+	if p.MaxStorageBufferRange < 1<<27 {
+		t.Errorf("maxStorageBufferRange %d, the spec's minimum is 2^27", p.MaxStorageBufferRange)
+	}
+	if p.MaxPushConstantsSize < 128 || p.MaxComputeSharedMemorySize < 16384 || p.MaxComputeWorkGroupInvocs < 128 || p.MaxComputeWorkGroupCount[0] < 65535 {
+		t.Errorf("limits below the spec's minimums: %+v", p)
+	}
+	if p.MinStorageBufferOffsetAlign == 0 || p.MinStorageBufferOffsetAlign&(p.MinStorageBufferOffsetAlign-1) != 0 {
+		t.Errorf("minStorageBufferOffsetAlignment %d is not a power of two", p.MinStorageBufferOffsetAlign)
+	}
+	if !d.Software() {
+		t.Logf("running on a hardware device: %s", d.Name())
+	}
+}
+
+func TestSelectByUUIDAndIndex(t *testing.T) {
+	d := device(t)
+	for _, sel := range []Selector{{UUID: d.UUID()}, {UUID: strings.TrimPrefix(d.UUID(), "GPU-")}, {Index: 0}} {
+		other, err := Open(Options{Select: sel})
+		if err != nil {
+			t.Fatalf("%+v: %v", sel, err)
+		}
+		if sel.UUID != "" && other.UUID() != d.UUID() {
+			t.Errorf("%+v opened %s", sel, other.UUID())
+		}
+		other.Close()
+	}
+}
+
+func TestSelectRefusesAnotherGPU(t *testing.T) {
+	device(t)
+	const absent = "GPU-00000000-1111-2222-3333-444444444444"
+	for _, tc := range []struct {
+		sel  Selector
+		want string
+	}{
+		{Selector{UUID: absent}, absent},
+		{Selector{Index: 99}, "vulkan:99"},
+		{Selector{PCIBusID: "0000:e1:00.0"}, "0000:e1:00.0"},
+	} {
+		_, err := Open(Options{Select: tc.sel})
+		if !errors.Is(err, ErrWrongDevice) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want ErrWrongDevice naming %s", tc.sel, err, tc.want)
+		}
+	}
+	if _, err := Open(Options{Select: Selector{PCIBusID: "not-an-address"}}); err == nil || !strings.Contains(err.Error(), "dddd:bb:dd.f") {
+		t.Errorf("bad PCI address: error %v, want the expected spelling", err)
+	}
+}
+
+func TestParsePCIBusID(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want [4]uint32
+	}{
+		{"0000:65:00.0", [4]uint32{0, 0x65, 0, 0}},
+		{"00000000:E1:1f.7", [4]uint32{0, 0xe1, 0x1f, 7}},
+		{"3b:00.1", [4]uint32{0, 0x3b, 0, 1}},
+	} {
+		got, err := parsePCIBusID(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: %v %v, want %v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestUUIDString(t *testing.T) {
+	u := [16]byte{0x6d, 0x65, 0x73, 0x61, 0x32, 0x32, 0x2e, 0x33, 0x2e, 0x36}
+	if got, want := vk.UUIDString(u), "6d657361-3232-2e33-2e36-000000000000"; got != want {
+		t.Errorf("%s, want %s", got, want)
+	}
+}
+
+func TestValidationReportsMisuse(t *testing.T) {
+	// A messenger that stays silent would make every other test's
+	// zero-errors check meaningless: provoke one error on a private device.
+	var got []string
+	d, err := Open(Options{Validation: true, OnValidationError: func(m string) { got = append(got, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	// A buffer with no usage flags: invalid, yet harmless to the driver.
+	b, err := d.dev.CreateBuffer(&vk.BufferCreateInfo{SType: vk.StructureTypeBufferCreateInfo, Size: 16, SharingMode: vk.SharingModeExclusive})
+	if err == nil {
+		d.dev.DestroyBuffer(b)
+	}
+	if len(got) == 0 {
+		t.Fatal("the validation layer reported nothing for a buffer without usage flags")
+	}
+}
