@@ -22,6 +22,7 @@ import (
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
 	"github.com/sdfleet/sdfleet/controllers/indexset"
+	"github.com/sdfleet/sdfleet/controllers/jobpolicy"
 	"github.com/sdfleet/sdfleet/controllers/ledger"
 	"github.com/sdfleet/sdfleet/controllers/placement"
 )
@@ -40,6 +41,9 @@ import (
 type Config struct {
 	// DefaultImage is the container image of the inference binary for jobs that name none.
 	DefaultImage string
+	// Policy is what host paths and images jobs may use; the zero Policy allows no host path
+	// and only DefaultImage.
+	Policy jobpolicy.Policy
 	// PodEventBatchPeriod delays the reconcile that a pod change triggers, so that the changes
 	// of many pods are folded into one status write (default 1s; negative means no delay).
 	PodEventBatchPeriod time.Duration
@@ -262,6 +266,9 @@ func (r *ImageGenerationJobReconciler) sync(ctx context.Context, s *syncState) e
 			"must be at most %d characters", len(job.Name), maxPodNameLength-maxPodNameSuffix)
 		r.fail(s, ReasonInvalidSpec, msg)
 		return nil
+	}
+	if refused, err := r.refuseByPolicy(ctx, s); refused || err != nil {
+		return err
 	}
 
 	var failReason, failMessage string

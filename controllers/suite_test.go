@@ -22,6 +22,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/controllers/jobpolicy"
 	"github.com/sdfleet/sdfleet/controllers/placement"
 	sdtesting "github.com/sdfleet/sdfleet/controllers/testing"
 	"github.com/sdfleet/sdfleet/test/envtest"
@@ -79,7 +80,10 @@ func startManager() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	r := NewReconciler(mgr.GetClient(), mgr.GetEventRecorder("sdfleet-controller"), Config{
-		DefaultImage:        "ghcr.io/sdfleet/sdgen:test",
+		DefaultImage: "ghcr.io/sdfleet/sdgen:test",
+		// The fixtures' host folders (sdtesting.MakeJob) and nothing else; policy_test.go
+		// asks for others.
+		Policy:              jobpolicy.Policy{HostPathPrefixes: []string{"/models", "/srv"}, ImagePrefixes: []string{"ghcr.io/sdfleet/sdgen"}},
 		PodEventBatchPeriod: 20 * time.Millisecond,
 		// The fixtures' heartbeats are written once; they must not go stale during a test.
 		Placement:          placement.Config{SampleInterval: time.Hour},

@@ -74,8 +74,11 @@ func TestChartDefaults(t *testing.T) {
 		mustFind(t, r.Objects, "Service", name)
 	}
 	for _, kind := range []string{"ServiceMonitor", "ConfigMap"} {
-		if objs := OfKind(r.Objects, kind); len(objs) > 0 {
-			t.Errorf("default render has %s %s; it must be opt-in", kind, objs[0].GetName())
+		for _, u := range OfKind(r.Objects, kind) {
+			// The job policy's parameters are on by default, like the policy itself.
+			if Key(u) != "ConfigMap "+releaseNamespace+"/sdfleet-job-policy" {
+				t.Errorf("default render has %s; it must be opt-in", Key(u))
+			}
 		}
 	}
 	for _, want := range []string{"kind: ImageGenerationJob", "kubectl get imagegenerationjobs -w", "rollout status deployment/sdfleet-manager"} {
@@ -342,8 +345,9 @@ func TestChartValuesDocumented(t *testing.T) {
 // those `make manifests` generated.
 func TestChartCopiesGeneratedFiles(t *testing.T) {
 	pairs := map[string]string{
-		"config/rbac/role.yaml":              "charts/sdfleet/files/rbac/manager-role.yaml",
-		"config/rbac/deviceplugin/role.yaml": "charts/sdfleet/files/rbac/deviceplugin-role.yaml",
+		"config/rbac/role.yaml":                          "charts/sdfleet/files/rbac/manager-role.yaml",
+		"config/rbac/deviceplugin/role.yaml":             "charts/sdfleet/files/rbac/deviceplugin-role.yaml",
+		"config/policy/validating_admission_policy.yaml": "charts/sdfleet/files/policy/validating_admission_policy.yaml",
 	}
 	crds, _ := filepath.Glob(filepath.Join(repoRoot, "config", "crd", "bases", "*.yaml"))
 	for _, crd := range crds {
