@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Packs the binaries `make build` made into OCI image archives in bin/images/, for the local
-# cluster (hack/cluster/up.sh imports them). No registry or Docker engine is involved: each
-# image is one layer holding the binary (and, for the cgo-built device plugin, the C libraries
-# it links to).
+# cluster (hack/cluster/up.sh imports them), and with PUSH=1 pushes them to IMAGE_REGISTRY
+# (`make push`). No Docker engine is involved: each image is one layer holding the binary (and,
+# for the cgo-built device plugin, the C libraries it links to).
 #
 #   hack/build-images.sh [TAG]      # default tag: dev
 set -euo pipefail
@@ -13,7 +13,8 @@ OUT=$ROOT/bin/images
 mkdir -p "$OUT"
 cd "$ROOT"
 
-mkimage() { go run ./hack/mkimage "$@"; }
+# PUSH=1 also pushes each image to IMAGE_REGISTRY (`make push`); INSECURE_REGISTRY=1 over plain HTTP.
+mkimage() { go run ./hack/mkimage ${PUSH:+-push} ${INSECURE_REGISTRY:+-insecure} "$@"; }
 
 for name in manager sdgen; do
   [ -x "bin/$name" ] || { echo "build-images: bin/$name is missing: run make build" >&2; exit 1; }
