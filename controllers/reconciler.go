@@ -42,7 +42,7 @@ type Config struct {
 	// DefaultImage is the container image of the inference binary for jobs that name none.
 	DefaultImage string
 	// Policy is what host paths and images jobs may use; the zero Policy allows no host path
-	// and only DefaultImage.
+	// and no spec.image (jobs then run DefaultImage).
 	Policy jobpolicy.Policy
 	// PodEventBatchPeriod delays the reconcile that a pod change triggers, so that the changes
 	// of many pods are folded into one status write (default 1s; negative means no delay).
