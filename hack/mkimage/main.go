@@ -1,7 +1,8 @@
 // Command mkimage builds a single-layer OCI image holding static binaries with
 // go-containerregistry, reproducibly (same files, same digest). It writes an image archive
 // that `ctr images import` reads (the local cluster's way in, without a registry) and, with
-// -push, pushes the image to its registry. It prints the image's reference by digest.
+// -push, pushes the image to its registry. It prints the image's reference by digest on
+// standard error (standard output stays free for the scripts that call it).
 //
 //	go run ./hack/mkimage -name ghcr.io/sdfleet/manager:dev -o manager.tar \
 //	    -entrypoint /manager -user 65532:65532 bin/manager=/manager
@@ -143,7 +144,7 @@ func buildImage(entrypoint, user string, layer []byte) (v1.Image, error) {
 }
 
 // output writes the image as an archive (`ctr images import` reads it) and, when push is set,
-// to its registry; it prints the reference by digest.
+// to its registry; it prints the reference by digest on standard error.
 func output(img v1.Image, imageName, out string, push, insecure bool) error {
 	opts := []name.Option{name.StrictValidation}
 	if insecure {
@@ -167,7 +168,7 @@ func output(img v1.Image, imageName, out string, push, insecure bool) error {
 			return fmt.Errorf("push %s: %w", ref, err)
 		}
 	}
-	fmt.Printf("%s@%s\n", ref.Context().Name(), d)
+	fmt.Fprintf(os.Stderr, "%s@%s\n", ref.Context().Name(), d)
 	return nil
 }
 
