@@ -159,7 +159,9 @@ func output(img v1.Image, imageName, out string, push, insecure bool) error {
 		return err
 	}
 	if out != "" {
-		if err := writeArchive(out, ref.Name(), img); err != nil {
+		// The name as given: containerd looks images up by the spelling the kubelet uses
+		// (docker.io/library/pause, not go-containerregistry's index.docker.io).
+		if err := writeArchive(out, imageName, img); err != nil {
 			return fmt.Errorf("write %s: %w", out, err)
 		}
 	}

@@ -50,6 +50,14 @@ func build(t *testing.T, dir, user string, files ...string) (string, []byte) {
 	if _, err := p.Image(d); err != nil {
 		t.Fatalf("image %s not in the layout: %v", d, err)
 	}
+	index, err := p.ImageIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := index.IndexManifest()
+	if err != nil || len(m.Manifests) != 1 || m.Manifests[0].Annotations["io.containerd.image.name"] != "ghcr.io/sdfleet/manager:dev" {
+		t.Fatalf("layout index %+v (%v): want one image named ghcr.io/sdfleet/manager:dev for containerd", m, err)
+	}
 	return d.String(), archive
 }
 
