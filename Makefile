@@ -77,6 +77,16 @@ build: ## Build the binaries into bin/.
 images: build ## Pack the binaries into OCI image archives in bin/images (for the local cluster).
 	hack/build-images.sh
 
+TAG ?= dev
+.PHONY: push
+push: build ## Build the three images and push them to REGISTRY=host:port/path (INSECURE=1: plain HTTP); prints the helm install line.
+	@test -n "$(REGISTRY)" || { echo "make push: set REGISTRY=host:port/path, for example REGISTRY=registry.example.com/sdfleet" >&2; exit 1; }
+	IMAGE_REGISTRY=$(REGISTRY) PUSH=1 INSECURE_REGISTRY=$(INSECURE) hack/build-images.sh $(TAG)
+	@echo "helm install sdfleet charts/sdfleet -n sdfleet-system --create-namespace \\"
+	@echo "  --set manager.image.repository=$(REGISTRY)/manager,manager.image.tag=$(TAG) \\"
+	@echo "  --set devicePlugin.image.repository=$(REGISTRY)/deviceplugin,devicePlugin.image.tag=$(TAG) \\"
+	@echo "  --set manager.defaultInferenceImage=$(REGISTRY)/sdgen:$(TAG)"
+
 ##@ Demo and local cluster
 
 .PHONY: demo

@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"path"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -63,7 +62,7 @@ func buildPod(job *sdfleetv1alpha1.ImageGenerationJob, index, seq int32, jobSeed
 	case spec.Model.PersistentVolumeClaim != nil:
 		modelPath = podcontract.InVolume(podcontract.ModelMountPath, spec.Model.PersistentVolumeClaim.Path)
 	case spec.Model.HostPath != nil:
-		if _, base := hostModelMount(spec.Model.HostPath.Path); base != "" {
+		if _, base := podcontract.HostModelMount(spec.Model.HostPath.Path); base != "" {
 			modelPath = podcontract.InVolume(podcontract.ModelMountPath, base)
 		}
 	}
@@ -214,7 +213,7 @@ func volumeFor(name string, loc sdfleetv1alpha1.StorageLocation, readOnly bool) 
 		// The model: its folder is mounted, not the model itself, so that a model that is
 		// missing on the node is reported by sdgen (exit 66, naming the path) instead of
 		// leaving the pod unable to start.
-		dir, base := hostModelMount(loc.HostPath.Path)
+		dir, base := podcontract.HostModelMount(loc.HostPath.Path)
 		hostType := corev1.HostPathDirectory
 		if base == "" {
 			hostType = corev1.HostPathUnset
@@ -229,19 +228,6 @@ func volumeFor(name string, loc sdfleetv1alpha1.StorageLocation, readOnly bool) 
 		v.EmptyDir = &corev1.EmptyDirVolumeSource{}
 	}
 	return v
-}
-
-// hostModelMount splits a model's host path into the folder the pod mounts and the model's
-// name inside it. A model directly under / is mounted itself (base is empty): the host's root
-// is never mounted.
-func hostModelMount(hostPath string) (dir, base string) {
-	clean := "/" + podcontract.CleanRelative(hostPath)
-	dir, base = path.Split(clean)
-	dir = path.Clean(dir)
-	if dir == "/" || base == "" {
-		return clean, ""
-	}
-	return dir, base
 }
 
 // outputPathInVolume is where image index is written, relative to the output volume's root.

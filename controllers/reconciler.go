@@ -24,6 +24,7 @@ import (
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
 	"github.com/sdfleet/sdfleet/controllers/indexset"
+	"github.com/sdfleet/sdfleet/controllers/jobpolicy"
 	"github.com/sdfleet/sdfleet/controllers/ledger"
 	"github.com/sdfleet/sdfleet/controllers/placement"
 	"github.com/sdfleet/sdfleet/controllers/throughput"
@@ -43,6 +44,9 @@ import (
 type Config struct {
 	// DefaultImage is the container image of the inference binary for jobs that name none.
 	DefaultImage string
+	// Policy is what host paths and images jobs may use; the zero Policy allows no host path
+	// and no spec.image (jobs then run DefaultImage).
+	Policy jobpolicy.Policy
 	// PodEventBatchPeriod delays the reconcile that a pod change triggers, so that the changes
 	// of many pods are folded into one status write (default 1s; negative means no delay).
 	PodEventBatchPeriod time.Duration
@@ -314,6 +318,9 @@ func (r *ImageGenerationJobReconciler) sync(ctx context.Context, s *syncState) e
 		}
 		r.handleTTL(s)
 		return nil
+	}
+	if refused, err := r.refuseByPolicy(ctx, s); refused || err != nil {
+		return err
 	}
 
 	var failReason, failMessage string

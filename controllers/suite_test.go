@@ -25,6 +25,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/controllers/jobpolicy"
 	"github.com/sdfleet/sdfleet/controllers/placement"
 	sdtesting "github.com/sdfleet/sdfleet/controllers/testing"
 	"github.com/sdfleet/sdfleet/test/envtest"
@@ -83,7 +84,10 @@ func startManager() {
 	Expect(err).NotTo(HaveOccurred())
 	recorder := recordingRecorder{EventRecorder: mgr.GetEventRecorder("sdfleet-controller"), log: emitted}
 	r := NewReconciler(mgr.GetClient(), recorder, Config{
-		DefaultImage:        "ghcr.io/sdfleet/sdgen:test",
+		DefaultImage: "ghcr.io/sdfleet/sdgen:test",
+		// The fixtures' host folders (sdtesting.MakeJob) and nothing else; policy_test.go
+		// asks for others.
+		Policy:              jobpolicy.Policy{HostPathPrefixes: []string{"/models", "/srv"}, ImagePrefixes: []string{"ghcr.io/sdfleet/sdgen"}},
 		PodEventBatchPeriod: 20 * time.Millisecond,
 		// The fixtures' heartbeats are written once; they must not go stale during a test.
 		Placement:          placement.Config{SampleInterval: time.Hour},

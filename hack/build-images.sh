@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Packs the binaries `make build` made into OCI image archives in bin/images/, for the local
-# cluster (hack/cluster/up.sh imports them). No registry or Docker engine is involved: each
-# image is one layer holding the binary (and, for the device plugin and sdgen, the C libraries
-# they load: glibc, NVML's dlopen, the Vulkan loader and Mesa's drivers).
+# cluster (hack/cluster/up.sh imports them), and with PUSH=1 pushes them to IMAGE_REGISTRY
+# (`make push`). No Docker engine is involved: each image is one layer holding the binary (and,
+# for the device plugin and sdgen, the C libraries they load: glibc, NVML's dlopen, the Vulkan
+# loader and Mesa's drivers).
 #
 #   hack/build-images.sh [TAG]      # default tag: dev
 set -euo pipefail
@@ -13,7 +14,8 @@ OUT=$ROOT/bin/images
 mkdir -p "$OUT"
 cd "$ROOT"
 
-mkimage() { go run ./hack/mkimage "$@"; }
+# PUSH=1 also pushes each image to IMAGE_REGISTRY (`make push`); INSECURE_REGISTRY=1 over plain HTTP.
+mkimage() { go run ./hack/mkimage ${PUSH:+-push} ${INSECURE_REGISTRY:+-insecure} "$@"; }
 
 # sharedLibs prints the libraries ldd names for its arguments, one path a line (not the
 # "file:" headers ldd prints for several arguments).

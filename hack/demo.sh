@@ -38,6 +38,7 @@ mkdir -p "$DEMO/out"
 chown 65532:65532 "$DEMO/out" # image pods run as the non-root user 65532
 bin/sdgen testmodel --size tiny --layout diffusers --out "$DEMO/models/tiny" >/dev/null
 
+# Jobs may use the demo's folder on the host, and no other.
 say "Installing sdfleet with four simulated GPUs, three NVIDIA and one AMD, at 45%, 10%, 70% and 25% memory load (30%, 5%, 40% and 20% busy with other work)"
 cat > "$DEMO/gpus.yaml" <<'YAML'
 simulate:
@@ -49,7 +50,8 @@ simulate:
       - {family: amd, product: AMD Instinct MI210, memoryMiB: 65536, memoryUsedPercent: 25, utilizationPercent: 20}
 YAML
 "$HELM" upgrade --install sdfleet charts/sdfleet --namespace sdfleet-system --create-namespace \
-  --values hack/cluster/sdfleet-values.yaml --values "$DEMO/gpus.yaml" --wait --timeout 3m >/dev/null
+  --values hack/cluster/sdfleet-values.yaml --values "$DEMO/gpus.yaml" \
+  --set-json "jobPolicy.allowedHostPathPrefixes=[\"$DEMO\"]" --wait --timeout 3m >/dev/null
 # Images keep their tag across rebuilds: restart the workloads so that they run the new build.
 "$KUBECTL" rollout restart -n sdfleet-system deployment/sdfleet-manager daemonset/sdfleet-deviceplugin >/dev/null
 "$KUBECTL" rollout status -n sdfleet-system deployment/sdfleet-manager --timeout=3m >/dev/null

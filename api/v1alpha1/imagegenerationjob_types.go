@@ -85,12 +85,15 @@ type PVCLocation struct {
 
 // HostPathLocation is an absolute path on the node.
 type HostPathLocation struct {
-	// path is an absolute path on the node. It may not contain ".." segments.
+	// path is an absolute, clean path on the node: no "..", "." or empty segments and no
+	// trailing "/", so that what the administrator's job policy judges is what is mounted.
+	// hostPath is off unless the administrator allows host folders.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="path must be absolute (start with '/')"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('(^|/)[.][.](/|$)')",message="path must not contain '..' segments"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('//|/[.](/|$)') && (self == '/' || !self.endsWith('/'))",message="path must be clean: no '//', no '.' segments and no trailing '/'"
 	Path string `json:"path"`
 }
 

@@ -51,7 +51,7 @@ func agentArgs(node string, extra ...string) []string {
 	DeferCleanup(os.RemoveAll, dir)
 	return append([]string{"--node-name=" + node, "--kubeconfig=" + kubeconfig, "--sample-interval=200ms",
 		"--heartbeat-interval=2s", "--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0",
-		"--plugin-dir=" + dir, "--sysfs-root=" + GinkgoT().TempDir()}, extra...)
+		"--simulator-control-bind-address=localhost:0", "--plugin-dir=" + dir, "--sysfs-root=" + GinkgoT().TempDir()}, extra...)
 }
 
 // servedAddresses reads the "serving HTTP" log lines for the ports the binary bound.
@@ -105,7 +105,7 @@ var _ = Describe("deviceplugin binary", func() {
 		s := start("--help")
 		Eventually(s).Should(gexec.Exit(0))
 		for _, flag := range []string{"--node-name", "--gpu-source", "--simulator-config", "--slots-per-gpu", "--device-list-strategy",
-			"--sample-interval", "--heartbeat-interval", "--ignored-xids", "--metrics-bind-address", "--health-probe-bind-address"} {
+			"--sample-interval", "--heartbeat-interval", "--ignored-xids", "--metrics-bind-address", "--health-probe-bind-address", "--simulator-control-bind-address"} {
 			Expect(string(s.Err.Contents())).To(ContainSubstring(flag))
 		}
 	})
@@ -132,6 +132,11 @@ var _ = Describe("deviceplugin binary", func() {
 		metrics := probeAddress(s, "/metrics")
 		_, body := get("http://" + metrics + "/metrics")
 		Expect(body).To(ContainSubstring(`sdfleet_deviceplugin_api_writes_total{node="cpu-only",object="gpunode-status"}`))
+		// Without simulation there is no control endpoint anywhere.
+		for _, a := range servedAddresses(s.Err.Contents()) {
+			code, _ := get("http://" + a + "/simulator")
+			Expect(code).To(Equal(http.StatusNotFound), "%s/simulator", a)
+		}
 
 		Expect(s.Command.Process.Signal(syscall.SIGTERM)).To(Succeed())
 		Eventually(s).WithTimeout(10 * time.Second).Should(gexec.Exit(0))
@@ -160,8 +165,14 @@ var _ = Describe("deviceplugin binary", func() {
 			HaveField("Status.GPUCount", int32(4)), HaveField("Status.Simulated", true),
 			HaveField("Status.GPUs", ContainElement(And(HaveField("ProductName", "NVIDIA L40S"), HaveField("ResourceName", "sdfleet.io/gpu-2"))))))
 
+		// The control endpoint has its own loopback address, not the probes'.
 		probes := probeAddress(s, "/readyz")
-		resp, err := http.Post("http://"+probes+"/simulator", "application/yaml", strings.NewReader("steps:\n- {gpu: 3, memoryUsedPercent: 50}\n"))
+		control := probeAddress(s, "/simulator")
+		Expect(control).NotTo(Equal(probes))
+		Expect(control).To(Or(HavePrefix("127.0.0.1:"), HavePrefix("[::1]:")))
+		code, _ := get("http://" + probes + "/simulator")
+		Expect(code).To(Equal(http.StatusNotFound))
+		resp, err := http.Post("http://"+control+"/simulator", "application/yaml", strings.NewReader("steps:\n- {gpu: 3, memoryUsedPercent: 50}\n"))
 		Expect(err).NotTo(HaveOccurred())
 		resp.Body.Close()
 		Expect(resp.StatusCode).To(Equal(http.StatusOK))

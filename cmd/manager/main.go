@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -23,6 +24,7 @@ import (
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
 	"github.com/sdfleet/sdfleet/controllers"
+	"github.com/sdfleet/sdfleet/controllers/jobpolicy"
 	"github.com/sdfleet/sdfleet/controllers/placement"
 )
 
@@ -34,6 +36,9 @@ type options struct {
 	leaderElectionID        string
 	leaderElectionNamespace string
 	defaultImage            string
+	allowedHostPaths        string
+	allowedImages           string
+	policy                  jobpolicy.Policy
 	podEventBatchPeriod     time.Duration
 	maxConcurrentReconciles int
 	podCreateConcurrency    int
@@ -64,6 +69,10 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 		"Namespace of the leader-election Lease; empty means the namespace the manager runs in.")
 	fs.StringVar(&o.defaultImage, "default-image", "ghcr.io/sdfleet/sdgen:latest",
 		"Container image of the inference binary (sdgen) for jobs whose spec.image is empty.")
+	fs.StringVar(&o.allowedHostPaths, "allowed-host-path-prefixes", "",
+		"Comma-separated host folders that jobs' hostPath model and output may be in (each allows itself and below; \"/\" allows all). Empty disables hostPath.")
+	fs.StringVar(&o.allowedImages, "allowed-image-prefixes", "",
+		"Comma-separated image repositories (any tag or digest) or registry paths ending in / that spec.image may name. Empty allows only --default-image's repository.")
 	fs.DurationVar(&o.podEventBatchPeriod, "pod-event-batch-period", time.Second,
 		"How long pod changes are gathered before the job's status is written, so that many pod changes make one write.")
 	fs.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 4,
@@ -110,7 +119,23 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	case o.kubeAPIQPS <= 0 || o.kubeAPIBurst <= 0:
 		return nil, fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d must be positive", o.kubeAPIQPS, o.kubeAPIBurst)
 	}
+	policy, err := jobpolicy.New(splitList(o.allowedHostPaths), splitList(o.allowedImages), o.defaultImage)
+	if err != nil {
+		return nil, fmt.Errorf("--allowed-host-path-prefixes or --allowed-image-prefixes: %w", err)
+	}
+	o.policy = policy
 	return o, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // reconcilerConfig is the controller's configuration from the command line.
@@ -121,6 +146,7 @@ func (o *options) reconcilerConfig() controllers.Config {
 	}
 	return controllers.Config{
 		DefaultImage:            o.defaultImage,
+		Policy:                  o.policy,
 		PodEventBatchPeriod:     batch,
 		MaxConcurrentReconciles: o.maxConcurrentReconciles,
 		CreateConcurrency:       o.podCreateConcurrency,
@@ -189,7 +215,8 @@ func run(args []string) error {
 	}); err != nil {
 		return fmt.Errorf("add the readiness check: %w", err)
 	}
-	log.Info("starting the manager", "defaultImage", o.defaultImage, "leaderElection", o.leaderElect,
+	log.Info("starting the manager", "defaultImage", o.defaultImage,
+		"allowedHostPathPrefixes", o.policy.HostPathPrefixes, "allowedImagePrefixes", o.policy.ImagePrefixes, "leaderElection", o.leaderElect,
 		"metrics", o.metricsAddr, "probes", o.probeAddr)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		return fmt.Errorf("run the manager: %w", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,29 @@ func TestParseFlagsDefaults(t *testing.T) {
 	}
 }
 
+// TestParseFlagsPolicy checks that hostPath is off and only the default image's repository is
+// allowed unless the flags say otherwise.
+func TestParseFlagsPolicy(t *testing.T) {
+	o, err := parseFlags([]string{"--default-image=registry.local:5000/sdfleet/sdgen:1.0"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("parseFlags = %v", err)
+	}
+	p := o.reconcilerConfig().Policy
+	if len(p.HostPathPrefixes) != 0 || !slices.Equal(p.ImagePrefixes, []string{"registry.local:5000/sdfleet/sdgen"}) {
+		t.Errorf("default policy = %+v, want no host paths and only the default image's repository", p)
+	}
+	o, err = parseFlags([]string{"--allowed-host-path-prefixes=/srv/models, /srv/out,",
+		"--allowed-image-prefixes=registry.local/team/"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("parseFlags = %v", err)
+	}
+	p = o.reconcilerConfig().Policy
+	if !slices.Equal(p.HostPathPrefixes, []string{"/srv/models", "/srv/out"}) ||
+		!slices.Equal(p.ImagePrefixes, []string{"registry.local/team/"}) {
+		t.Errorf("policy from flags = %+v", p)
+	}
+}
+
 func TestParseFlags(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -37,6 +61,8 @@ func TestParseFlags(t *testing.T) {
 		{"no creators", []string{"--pod-create-concurrency=-1"}, "--pod-create-concurrency"},
 		{"negative batch", []string{"--pod-event-batch-period=-1s"}, "--pod-event-batch-period"},
 		{"empty image", []string{"--default-image="}, "--default-image"},
+		{"relative host path", []string{"--allowed-host-path-prefixes=/srv,data"}, "--allowed-host-path-prefixes"},
+		{"unclean host path", []string{"--allowed-host-path-prefixes=/srv/../etc"}, "\"/srv/../etc\""},
 		{"stray argument", []string{"run"}, "unexpected arguments"},
 		{"unknown flag", []string{"--nope"}, "flag provided but not defined"},
 	}
@@ -68,7 +94,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	for _, name := range []string{"metrics-bind-address", "health-probe-bind-address", "leader-elect",
 		"leader-election-id", "leader-election-namespace", "default-image", "pod-event-batch-period",
 		"max-concurrent-reconciles", "pod-create-concurrency", "gpu-sample-interval", "placement-headroom",
-		"hot-temperature", "kube-api-qps", "kube-api-burst", "kubeconfig", "zap-log-level"} {
+		"hot-temperature", "allowed-host-path-prefixes", "allowed-image-prefixes", "kube-api-qps", "kube-api-burst", "kubeconfig", "zap-log-level"} {
 		if !strings.Contains(out.String(), "-"+name+" ") && !strings.Contains(out.String(), "-"+name+"\n") {
 			t.Errorf("--help does not document --%s:\n%s", name, out.String())
 		}

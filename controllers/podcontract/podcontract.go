@@ -205,3 +205,18 @@ func OutputRelativePath(prefix, namespace, job string, index int32) string {
 func InVolume(mount, relative string) string {
 	return path.Join(mount, CleanRelative(relative))
 }
+
+// HostModelMount splits a model's host path into the host folder the image pod mounts and the
+// model's name inside it. The model's folder is mounted, not the model itself, so that a model
+// missing on the node is reported by sdgen instead of leaving the pod unable to start. A model
+// directly under / is mounted itself (base is empty): the host's root is never mounted. The
+// job policy judges the same folder the pod mounts.
+func HostModelMount(hostPath string) (dir, base string) {
+	clean := "/" + CleanRelative(hostPath)
+	dir, base = path.Split(clean)
+	dir = path.Clean(dir)
+	if dir == "/" || base == "" {
+		return clean, ""
+	}
+	return dir, base
+}

@@ -52,6 +52,21 @@ func (w *JobWrapper) Images(n int32) *JobWrapper { w.Spec.Images = n; return w }
 // Prompt sets the prompt.
 func (w *JobWrapper) Prompt(p string) *JobWrapper { w.Spec.Prompt = p; return w }
 
+// ModelHostPath sets a host-path model.
+func (w *JobWrapper) ModelHostPath(p string) *JobWrapper {
+	w.Spec.Model = sdfleetv1alpha1.StorageLocation{HostPath: &sdfleetv1alpha1.HostPathLocation{Path: p}}
+	return w
+}
+
+// OutputHostPath sets a host-path output folder.
+func (w *JobWrapper) OutputHostPath(p string) *JobWrapper {
+	w.Spec.Output = sdfleetv1alpha1.StorageLocation{HostPath: &sdfleetv1alpha1.HostPathLocation{Path: p}}
+	return w
+}
+
+// Image sets the inference image.
+func (w *JobWrapper) Image(image string) *JobWrapper { w.Spec.Image = image; return w }
+
 // Policy sets the placement policy.
 func (w *JobWrapper) Policy(p sdfleetv1alpha1.PlacementPolicy) *JobWrapper {
 	w.Spec.Placement.Policy = p

@@ -274,9 +274,16 @@ func (a *Agent) serveHTTP(ctx context.Context, wg *sync.WaitGroup) error {
 		}
 		mux.HandleFunc("/healthz", a.healthz)
 		mux.HandleFunc("/readyz", a.readyz)
-		if a.sim != nil {
-			mux.Handle("/simulator", a.sim.Handler())
+	}
+	// The simulator's control endpoint takes no authentication: it exists only in simulated
+	// mode, on its own address (loopback by default).
+	if addr := a.cfg.SimulatorControlBindAddress; a.sim != nil && addr != "" && addr != "0" {
+		mux, ok := servers[addr].(*http.ServeMux)
+		if !ok {
+			mux = http.NewServeMux()
+			servers[addr] = mux
 		}
+		mux.Handle("/simulator", a.sim.Handler())
 	}
 	for addr, handler := range servers {
 		lis, err := net.Listen("tcp", addr)

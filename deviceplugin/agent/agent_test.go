@@ -48,7 +48,7 @@ type running struct {
 func startAgent(node string, scenario string, extra ...string) *running {
 	r := &running{}
 	args := []string{"--node-name=" + node, "--sample-interval=100ms", "--heartbeat-interval=1s",
-		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--simulator-reload-interval=100ms",
+		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--simulator-control-bind-address=0", "--simulator-reload-interval=100ms",
 		"--enable-kubelet-plugin=false", "--sysfs-root=" + GinkgoT().TempDir()}
 	if scenario != "" {
 		r.file = filepath.Join(GinkgoT().TempDir(), "scenario.yaml")

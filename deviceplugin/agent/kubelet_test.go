@@ -72,7 +72,7 @@ var _ = Describe("Node agent and the kubelet", func() {
 		file := filepath.Join(GinkgoT().TempDir(), "scenario.yaml")
 		Expect(os.WriteFile(file, []byte(twoGPUs), 0o600)).To(Succeed())
 		cfg, err := config.Load([]string{"--node-name=" + node.Name, "--gpu-source=simulated", "--simulator-config=" + file,
-			"--metrics-bind-address=0", "--health-probe-bind-address=0", "--plugin-dir=/nonexistent/plugins"},
+			"--metrics-bind-address=0", "--health-probe-bind-address=0", "--simulator-control-bind-address=0", "--plugin-dir=/nonexistent/plugins"},
 			func(string) string { return "" }, GinkgoWriter)
 		Expect(err).NotTo(HaveOccurred())
 		src, sim, err := agent.OpenSource(cfg, GinkgoLogr)

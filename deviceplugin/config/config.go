@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"sort"
@@ -65,7 +66,10 @@ type Config struct {
 
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
-	LogLevel               string
+	// SimulatorControlBindAddress serves the simulator's unauthenticated control endpoint
+	// (/simulator) in simulated mode only; loopback by default.
+	SimulatorControlBindAddress string
+	LogLevel                    string
 }
 
 // ErrHelp is returned by Load when --help was asked for; the usage has been written.
@@ -97,7 +101,8 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	fs.DurationVar(&c.RecoveryQuietPeriod, "health-recovery-quiet-period", 2*time.Minute, "time without any failure before an unhealthy GPU may become healthy again")
 	fs.IntVar(&c.RecoveryProbes, "health-recovery-probes", 5, "consecutive successful probes an unhealthy GPU needs to become healthy again")
 	fs.StringVar(&c.MetricsBindAddress, "metrics-bind-address", ":8082", "address of the Prometheus /metrics endpoint; 0 disables it")
-	fs.StringVar(&c.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes (and /simulator when simulated); 0 disables it")
+	fs.StringVar(&c.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes; 0 disables it")
+	fs.StringVar(&c.SimulatorControlBindAddress, "simulator-control-bind-address", "127.0.0.1:8083", "address of the simulator's control endpoint (/simulator: GET the GPUs' state, POST load steps), served only with --gpu-source=simulated; it takes no authentication, so it listens on loopback unless told otherwise; 0 disables it")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log verbosity: info, or debug for every publish and allocation")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "deviceplugin: the sdfleet node agent. It advertises every GPU to the kubelet as its own\n"+
@@ -253,6 +258,11 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("gpu-source", c.GPUSource, "must be one of "+strings.Join(Sources, ", "))
+	}
+	if a := c.SimulatorControlBindAddress; a != "" && a != "0" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("simulator-control-bind-address", a, "must be host:port (for example 127.0.0.1:8083) or 0")
+		}
 	}
 	if c.SimulatorReloadInterval <= 0 {
 		bad("simulator-reload-interval", c.SimulatorReloadInterval, "must be positive")

@@ -77,6 +77,7 @@ func TestWrongValuesNameTheSetting(t *testing.T) {
 		{args: []string{"--node-name=n", "--memory-change-threshold=0"}, want: "--memory-change-threshold=0"},
 		{args: []string{"--node-name=n", "--heartbeat-interval=500ms"}, want: "--heartbeat-interval=500ms"},
 		{args: []string{"--node-name=n", "--health-recovery-probes=0"}, want: "--health-recovery-probes=0"},
+		{args: []string{"--node-name=n", "--simulator-control-bind-address=8083"}, want: "--simulator-control-bind-address=8083"},
 		{args: []string{"--node-name=n", "--log-level=loud"}, want: "--log-level=loud"},
 		{args: []string{"--node-name=n", "extra"}, want: `"extra"`},
 		{env: map[string]string{"SDFLEET_NODE_NAME": "n", "SDFLEET_SLOTS_PER_GPU": "x"}, want: `SDFLEET_SLOTS_PER_GPU="x"`},
@@ -101,7 +102,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	for _, flag := range []string{"config", "node-name", "kubeconfig", "gpu-source", "sysfs-root", "simulator-config", "simulator-reload-interval",
 		"visible-gpus", "enable-kubelet-plugin", "plugin-dir", "slots-per-gpu", "device-list-strategy", "kubelet-poll-interval",
 		"sample-interval", "heartbeat-interval", "memory-change-threshold", "ignored-xids", "health-recovery-quiet-period",
-		"health-recovery-probes", "metrics-bind-address", "health-probe-bind-address", "log-level"} {
+		"health-recovery-probes", "metrics-bind-address", "health-probe-bind-address", "simulator-control-bind-address", "log-level"} {
 		if !strings.Contains(out.String(), "--"+flag+" ") {
 			t.Errorf("--help does not document --%s", flag)
 		}

@@ -9,8 +9,9 @@
 //   - edit the scenario file: it is polled and re-read when its content changes (this works
 //     with ConfigMap volumes, whose files are swapped by symlink). The GPUs must stay the same;
 //     their starting load is re-applied and the timeline restarts from the moment of the reload.
-//   - the control endpoint (Handler), served by the agent on its health-probe address under
-//     /simulator: GET returns the current state; POST a YAML or JSON body
+//   - the control endpoint (Handler), served by the agent under /simulator on its own address
+//     (--simulator-control-bind-address, loopback by default, since it takes no
+//     authentication): GET returns the current state; POST a YAML or JSON body
 //     {"steps": [...]} with steps shaped like the timeline's, whose "at" counts from the request.
 //
 // See config/samples/simulator/gpus.yaml for a commented scenario.

@@ -119,7 +119,9 @@ func run(o options) error {
 		return err
 	}
 	args := []string{"--kubeconfig", kubeconfig, "--leader-elect=false", "--health-probe-bind-address", probeAddr,
-		"--metrics-bind-address", metricsAddr, "--gpu-sample-interval=1h", "--zap-log-level=error"}
+		"--metrics-bind-address", metricsAddr, "--gpu-sample-interval=1h", "--zap-log-level=error",
+		// The job's host folders (sdtesting.MakeJob).
+		"--allowed-host-path-prefixes=/models,/srv"}
 	args = append(args, strings.Fields(o.managerArgs)...)
 	mgr := exec.Command(managerBin, args...)
 	mgr.Stdout, mgr.Stderr = os.Stderr, os.Stderr

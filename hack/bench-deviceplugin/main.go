@@ -83,7 +83,7 @@ func run(gpus int, interval, heartbeat, steady time.Duration, changes int) error
 	}
 	cfg, err := config.Load([]string{"--node-name=" + node, "--gpu-source=simulated", "--simulator-config=" + scenario,
 		"--sample-interval=" + interval.String(), "--heartbeat-interval=" + heartbeat.String(),
-		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--enable-kubelet-plugin=false"}, os.Getenv, os.Stderr)
+		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--simulator-control-bind-address=0", "--enable-kubelet-plugin=false"}, os.Getenv, os.Stderr)
 	if err != nil {
 		return err
 	}

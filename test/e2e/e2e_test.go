@@ -35,6 +35,7 @@ var _ = Describe("sdfleet end to end", Ordered, ContinueOnFailure, func() {
 	badInput()
 	gatewayClients()
 	vulkanOnSimulatedGPU()
+	jobPolicy()
 	// The CPU fallback runs last: it removes the device plugin.
 	cpuFallback()
 })

@@ -31,9 +31,9 @@ const (
 	releaseNamespace = "sdfleet-system"
 	// gpus is how many simulated GPUs the node agent serves.
 	gpus = 4
-	// agentPort is the node agent's probe port, where the simulator's control endpoint is
-	// (the agent runs on the host network of the local cluster; hack/cluster/sdfleet-values.yaml).
-	agentPort = 18081
+	// agentPort is the simulator's control endpoint, on the node's loopback (the agent runs on
+	// the host network of the local cluster; hack/cluster/sdfleet-values.yaml).
+	agentPort = 18083
 )
 
 var (
@@ -122,8 +122,11 @@ var _ = BeforeSuite(func() {
 	}).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Succeed())
 })
 
-// scenarioValues are four idle simulated GPUs, on top of hack/cluster/sdfleet-values.yaml.
+// scenarioValues are four idle simulated GPUs and the suite's folder as the only host path
+// jobs may use, on top of hack/cluster/sdfleet-values.yaml.
 const scenarioValues = `
+jobPolicy:
+  allowedHostPathPrefixes: [/tmp/sdfleet-e2e]
 simulate:
   scenario:
     gpus:

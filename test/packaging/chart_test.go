@@ -74,8 +74,11 @@ func TestChartDefaults(t *testing.T) {
 		mustFind(t, r.Objects, "Service", name)
 	}
 	for _, kind := range []string{"ServiceMonitor", "ConfigMap"} {
-		if objs := OfKind(r.Objects, kind); len(objs) > 0 {
-			t.Errorf("default render has %s %s; it must be opt-in", kind, objs[0].GetName())
+		for _, u := range OfKind(r.Objects, kind) {
+			// The job policy's parameters are on by default, like the policy itself.
+			if Key(u) != "ConfigMap "+releaseNamespace+"/sdfleet-job-policy" {
+				t.Errorf("default render has %s; it must be opt-in", Key(u))
+			}
 		}
 	}
 	for _, want := range []string{"kind: ImageGenerationJob", "kubectl get imagegenerationjobs -w", "rollout status deployment/sdfleet-manager"} {
@@ -287,7 +290,8 @@ func TestChartToggles(t *testing.T) {
 		check: func(t *testing.T, r *Rendered) {
 			mgr := mustFind(t, r.Objects, "Deployment", "sdfleet-manager")
 			c := container(t, podSpec(t, mgr))
-			for _, want := range []string{"--default-image=registry.example/sdgen:1", "--leader-elect=false", "--max-concurrent-reconciles=8"} {
+			for _, want := range []string{"--default-image=registry.example/sdgen:1", "--leader-elect=false", "--max-concurrent-reconciles=8",
+				"--allowed-image-prefixes=registry.example/sdgen", "--allowed-host-path-prefixes="} {
 				if !slices.Contains(args(c), want) {
 					t.Errorf("manager args %v lack %s", args(c), want)
 				}
@@ -297,6 +301,42 @@ func TestChartToggles(t *testing.T) {
 			}
 			if n, _, _ := unstructured.NestedFieldNoCopy(mgr.Object, "spec", "replicas"); toJSON(n) != "2" {
 				t.Errorf("replicas = %v, want 2", n)
+			}
+			// The admission policy's parameters follow the default image too.
+			cm := mustFind(t, r.Objects, "ConfigMap", "sdfleet-job-policy")
+			if got, _, _ := unstructured.NestedString(cm.Object, "data", "allowedImagePrefixes"); got != "registry.example/sdgen" {
+				t.Errorf("job policy allowedImagePrefixes = %q, want the default image's repository", got)
+			}
+		},
+	}, {
+		name: "job policy lists",
+		values: set("jobPolicy", map[string]any{"allowedHostPathPrefixes": []any{"/srv/a", "/srv/b"},
+			"allowedImagePrefixes": []any{"registry.example/ml/", "ghcr.io/sdfleet/sdgen"}}),
+		check: func(t *testing.T, r *Rendered) {
+			c := container(t, podSpec(t, mustFind(t, r.Objects, "Deployment", "sdfleet-manager")))
+			for _, want := range []string{"--allowed-host-path-prefixes=/srv/a,/srv/b", "--allowed-image-prefixes=registry.example/ml/,ghcr.io/sdfleet/sdgen"} {
+				if !slices.Contains(args(c), want) {
+					t.Errorf("manager args %v lack %s", args(c), want)
+				}
+			}
+			cm := mustFind(t, r.Objects, "ConfigMap", "sdfleet-job-policy")
+			if got := toJSON(cm.Object["data"]); got != `{"allowedHostPathPrefixes":"/srv/a,/srv/b","allowedImagePrefixes":"registry.example/ml/,ghcr.io/sdfleet/sdgen"}` {
+				t.Errorf("job policy parameters = %s", got)
+			}
+		},
+	}, {
+		name:   "no admission policy, no user roles",
+		values: merge(set("jobPolicy.admissionPolicy.enabled", false), set("userRoles.enabled", false)),
+		check: func(t *testing.T, r *Rendered) {
+			for _, kind := range []string{"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} {
+				if objs := OfKind(r.Objects, kind); len(objs) != 0 {
+					t.Errorf("%s rendered with jobPolicy.admissionPolicy.enabled=false", Key(objs[0]))
+				}
+			}
+			for _, name := range []string{"sdfleet-view", "sdfleet-edit", "sdfleet-gpunode-reader"} {
+				if Find(r.Objects, "ClusterRole", name) != nil {
+					t.Errorf("ClusterRole %s rendered with userRoles.enabled=false", name)
+				}
 			}
 		},
 	}}
@@ -321,6 +361,11 @@ func TestChartValuesSchema(t *testing.T) {
 		{"port out of range", set("manager.metricsPort", 70000), "metricsPort"},
 		{"flag without dashes", set("manager.extraArgs", []any{"verbose"}), "extraArgs"},
 		{"scenario without GPUs", set("simulate.scenario.gpus", []any{}), "gpus"},
+		{"relative host path prefix", set("jobPolicy.allowedHostPathPrefixes", []any{"srv/models"}), "allowedHostPathPrefixes"},
+		{"unclean host path prefix", set("jobPolicy.allowedHostPathPrefixes", []any{"/srv/"}), "allowedHostPathPrefixes"},
+		{"host path prefix with a comma", set("jobPolicy.allowedHostPathPrefixes", []any{"/srv,/etc"}), "allowedHostPathPrefixes"},
+		{"image prefix with a comma", set("jobPolicy.allowedImagePrefixes", []any{"a,b"}), "allowedImagePrefixes"},
+		{"simulator control port out of range", set("simulate.controlPort", 70000), "controlPort"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -363,9 +408,10 @@ func TestChartValuesDocumented(t *testing.T) {
 // those `make manifests` generated.
 func TestChartCopiesGeneratedFiles(t *testing.T) {
 	pairs := map[string]string{
-		"config/rbac/role.yaml":              "charts/sdfleet/files/rbac/manager-role.yaml",
-		"config/rbac/deviceplugin/role.yaml": "charts/sdfleet/files/rbac/deviceplugin-role.yaml",
-		"config/rbac/gateway/role.yaml":      "charts/sdfleet/files/rbac/gateway-role.yaml",
+		"config/rbac/role.yaml":                          "charts/sdfleet/files/rbac/manager-role.yaml",
+		"config/rbac/deviceplugin/role.yaml":             "charts/sdfleet/files/rbac/deviceplugin-role.yaml",
+		"config/rbac/gateway/role.yaml":                  "charts/sdfleet/files/rbac/gateway-role.yaml",
+		"config/policy/validating_admission_policy.yaml": "charts/sdfleet/files/policy/validating_admission_policy.yaml",
 	}
 	crds, _ := filepath.Glob(filepath.Join(repoRoot, "config", "crd", "bases", "*.yaml"))
 	for _, crd := range crds {

@@ -75,9 +75,12 @@ var _ = Describe("the Grafana dashboard", Ordered, func() {
 		// No kubelet runs here: the agent only publishes load and metrics.
 		startProcess(devicePlugin, "--node-name="+simNode, "--kubeconfig="+kubeconfig, "--gpu-source=simulated",
 			"--simulator-config="+scenario, "--enable-kubelet-plugin=false", "--sample-interval=200ms",
-			"--heartbeat-interval=1s", "--metrics-bind-address="+agentAddr, "--health-probe-bind-address=127.0.0.1:0")
+			"--heartbeat-interval=1s", "--metrics-bind-address="+agentAddr, "--health-probe-bind-address=127.0.0.1:0",
+			"--simulator-control-bind-address=0")
+		// The job's host folders (sdtesting.MakeJob) are the only ones allowed.
 		startProcess(manager, "--kubeconfig="+kubeconfig, "--leader-elect=false", "--metrics-bind-address="+managerAddr,
-			"--health-probe-bind-address=0", "--pod-event-batch-period=0", "--gpu-sample-interval=1s")
+			"--health-probe-bind-address=0", "--pod-event-batch-period=0", "--gpu-sample-interval=1s",
+			"--allowed-host-path-prefixes=/models,/srv")
 
 		By("starting Prometheus on a loopback port, scraping both every second")
 		config := filepath.Join(dir, "prometheus.yml")

@@ -76,3 +76,29 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* jobPolicy.allowedHostPathPrefixes, comma-separated, as the manager's flag and the admission
+policy's parameters take them. */}}
+{{- define "sdfleet.allowedHostPathPrefixes" -}}
+{{- join "," .Values.jobPolicy.allowedHostPathPrefixes -}}
+{{- end -}}
+
+{{/* jobPolicy.allowedImagePrefixes, comma-separated; empty allows the inference image's
+repository (its reference without tag or digest). */}}
+{{- define "sdfleet.allowedImagePrefixes" -}}
+{{- if .Values.jobPolicy.allowedImagePrefixes -}}
+{{- join "," .Values.jobPolicy.allowedImagePrefixes -}}
+{{- else -}}
+{{- regexReplaceAll "(@[a-z0-9]+:[a-fA-F0-9]+|:[^/:@]+)$" (include "sdfleet.inferenceImage" .) "" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Spec of the job policy's ValidatingAdmissionPolicy, from config/policy (copied into
+files/policy by charts/sync-generated.sh), so that its CEL is written once. */}}
+{{- define "sdfleet.jobPolicySpec" -}}
+{{- $content := .Files.Get "files/policy/validating_admission_policy.yaml" -}}
+{{- if not $content -}}
+{{- fail "chart file files/policy/validating_admission_policy.yaml is missing: run `make manifests` to copy it from config/policy" -}}
+{{- end -}}
+{{- toYaml (fromYaml $content).spec -}}
+{{- end -}}
