@@ -20,6 +20,7 @@ command -v make >/dev/null || need+=(make)
 command -v git >/dev/null || need+=(git)
 command -v gcc >/dev/null || need+=(gcc libc6-dev) # cgo: the device plugin loads NVML through it
 command -v prometheus >/dev/null || need+=(prometheus) # the dashboard test evaluates every query in a real Prometheus
+command -v chromium >/dev/null || need+=(chromium) # the web dashboard's tests drive a real browser
 if $cluster; then
   command -v containerd >/dev/null || need+=(containerd)
   command -v runc >/dev/null || need+=(runc)
