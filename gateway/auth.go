@@ -74,6 +74,9 @@ type cachedGrant struct {
 	expires time.Time
 }
 
+// maxCachedAnswers bounds each cache of the authenticator.
+const maxCachedAnswers = 10000
+
 func newAuthenticator(kube kubernetes.Interface, ttl time.Duration) *authenticator {
 	return &authenticator{kube: kube, ttl: ttl, now: time.Now,
 		tokens: map[string]cachedUser{}, grants: map[string]cachedGrant{}}
@@ -121,6 +124,9 @@ func (a *authenticator) review(ctx context.Context, token string) (authnv1.UserI
 		cached = cachedUser{user: tr.Status.User, ok: tr.Status.Authenticated, reason: tr.Status.Error,
 			expires: a.now().Add(a.ttl)}
 		a.mu.Lock()
+		if len(a.tokens) >= maxCachedAnswers {
+			clear(a.tokens) // a flood of distinct tokens must not grow the cache without bound
+		}
 		a.tokens[key] = cached
 		a.mu.Unlock()
 	}
@@ -164,6 +170,9 @@ func (a *authenticator) authorize(ctx context.Context, c Caller, actions ...acce
 			cached = cachedGrant{allowed: sar.Status.Allowed && !sar.Status.Denied, reason: sar.Status.Reason,
 				expires: a.now().Add(a.ttl)}
 			a.mu.Lock()
+			if len(a.grants) >= maxCachedAnswers {
+				clear(a.grants)
+			}
 			a.grants[key] = cached
 			a.mu.Unlock()
 		}

@@ -15,6 +15,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	. "github.com/onsi/gomega/gstruct"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -411,6 +412,17 @@ var _ = Describe("Native API", func() {
 		r = call("GET", url+"/v1/jobs/"+t.ns+"/missing", t.writer, nil)
 		Expect(r.Code).To(Equal(http.StatusNotFound))
 		Expect(decode[metav1.Status](r).Reason).To(Equal(metav1.StatusReasonNotFound))
+	})
+
+	It("asks the API server again once an answer's cache time is over, so that revoked rights end", func() {
+		cfg := config()
+		cfg.AuthCacheTTL = 0
+		live := newGateway(cfg)
+		Expect(call("GET", live+"/v1/jobs/"+t.ns+"/missing", t.reader, nil).Code).To(Equal(http.StatusNotFound))
+		Expect(k8s.Delete(suiteCtx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "reader", Namespace: t.ns}})).To(Succeed())
+		Eventually(func() int {
+			return call("GET", live+"/v1/jobs/"+t.ns+"/missing", t.reader, nil).Code
+		}).Should(Equal(http.StatusForbidden))
 	})
 
 	It("lists every GPU with node, product, memory, utilisation, temperature and health", func() {

@@ -27,6 +27,9 @@ if $cluster; then
   [ -x /usr/lib/cni/loopback ] || need+=(containernetworking-plugins)
   command -v openssl >/dev/null || need+=(openssl)
   command -v nsenter >/dev/null || need+=(util-linux)
+  command -v curl >/dev/null || need+=(curl)       # the gateway's end-to-end test drives it as clients do
+  command -v node >/dev/null || need+=(nodejs)     # ... and runs the official OpenAI client on Node
+  command -v npm >/dev/null || need+=(npm)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

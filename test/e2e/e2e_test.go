@@ -33,6 +33,7 @@ var _ = Describe("sdfleet end to end", Ordered, ContinueOnFailure, func() {
 	gpuHealth()
 	restarts()
 	badInput()
+	gatewayClients()
 	// The CPU fallback runs last: it removes the device plugin.
 	cpuFallback()
 })
