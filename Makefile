@@ -73,6 +73,10 @@ build: ## Build the binaries into bin/.
 	    CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o bin/$$cmd ./cmd/$$cmd; \
 	  fi; done
 
+.PHONY: dist
+dist: ## Build the kubectl sdfleet release archives and their Krew manifest into dist/.
+	VERSION=$(VERSION) GO=$(GO) hack/dist.sh
+
 .PHONY: images
 images: build ## Pack the binaries into OCI image archives in bin/images (for the local cluster).
 	hack/build-images.sh

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/internal/version"
 )
 
 // Options are what every command shares: kubectl's connection flags and the streams.
@@ -33,6 +34,7 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl sdfleet"},
+		Version:       version.Version,
 	}
 	o.Config.AddFlags(root.PersistentFlags())
 	root.AddCommand(newTopCommand(o), newGenerateCommand(o), newImagesCommand(o), newExplainCommand(o))
