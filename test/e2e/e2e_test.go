@@ -34,6 +34,7 @@ var _ = Describe("sdfleet end to end", Ordered, ContinueOnFailure, func() {
 	restarts()
 	badInput()
 	gatewayClients()
+	kubectlPlugin()
 	// The CPU fallback runs last: it removes the device plugin.
 	cpuFallback()
 })
