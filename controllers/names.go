@@ -32,6 +32,9 @@ const (
 	AnnotationDevice = "sdfleet.io/device"
 	// AnnotationRetry is the pod's sequence number for its image: 0 for the first pod.
 	AnnotationRetry = "sdfleet.io/retry"
+	// AnnotationWork is the image's work in megapixel-steps (width x height / 10^6 x steps),
+	// which the controller's speed learning and expected finishes count in.
+	AnnotationWork = "sdfleet.io/megapixel-steps"
 )
 
 // Devices an image runs on, as status.images[].device and AnnotationDevice say.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -20,6 +21,7 @@ import (
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
 	"github.com/sdfleet/sdfleet/controllers/ledger"
 	"github.com/sdfleet/sdfleet/controllers/placement"
+	"github.com/sdfleet/sdfleet/controllers/throughput"
 )
 
 // gpuNodes lists the GPUNodes from the cache, by name. The objects are shared with the cache
@@ -89,8 +91,13 @@ type newPod struct {
 	retryWhy string
 }
 
+// MaxPodsPerSync is how many pods one reconcile of a job creates at most, as the Job
+// controller does: a 10000-image job starts over several reconciles, each of which writes its
+// status, instead of 10000 creations in one.
+const MaxPodsPerSync = 500
+
 // placeAndCreate chooses a GPU for each image that needs a pod (up to spec.parallelism active
-// pods) and creates the pods. It returns how many pods it created.
+// pods, MaxPodsPerSync at a time) and creates the pods. It returns how many pods it created.
 func (r *ImageGenerationJobReconciler) placeAndCreate(ctx context.Context, s *syncState,
 	nodes map[string]*sdfleetv1alpha1.GPUNode) (int, error) {
 	job, st := s.job, s.st
@@ -99,6 +106,7 @@ func (r *ImageGenerationJobReconciler) placeAndCreate(ctx context.Context, s *sy
 		limit = int(*job.Spec.Parallelism) - int(st.active)
 	}
 	indexes := st.toPlace(limit)
+	r.demands.set(s.key, int(st.active)+len(indexes))
 	if len(indexes) == 0 {
 		return 0, nil
 	}
@@ -126,9 +134,14 @@ func (r *ImageGenerationJobReconciler) decide(ctx context.Context, s *syncState,
 	if base.Policy == "" {
 		base.Policy = sdfleetv1alpha1.PlacementLeastLoaded
 	}
+	work := imageWork(job)
 	for _, g := range job.Spec.Placement.GPUs {
 		base.Pinned = append(base.Pinned, placement.GPURef{Node: g.Node, UUID: g.UUID, Index: g.Index})
 	}
+
+	r.placeMu.Lock()
+	defer r.placeMu.Unlock()
+	indexes = r.fairLimit(s, nodes, indexes)
 
 	// Retries go first, one by one, each avoiding the GPUs its image failed on; then the
 	// fresh images in one batch, so that batch policies (RoundRobin) see them together.
@@ -141,13 +154,11 @@ func (r *ImageGenerationJobReconciler) decide(ctx context.Context, s *syncState,
 		}
 	}
 
-	r.placeMu.Lock()
-	defer r.placeMu.Unlock()
 	var plans []newPod
 	// place decides for batch and reports whether any image got a GPU or the CPU.
 	place := func(batch []int32, req placement.Request) bool {
 		req.Images = len(batch)
-		decisions, err := r.engine.Place(r.snapshot(gpus, nodes), req)
+		decisions, err := r.engine.Place(r.snapshot(gpus, nodes, work), req)
 		if err != nil {
 			for _, i := range batch {
 				st.image(i).waiting = "placement failed: " + err.Error()
@@ -161,21 +172,39 @@ func (r *ImageGenerationJobReconciler) decide(ctx context.Context, s *syncState,
 				continue
 			}
 			placed = placed || decisions[k].Outcome != placement.OutcomeWait
-			if plan, ok := r.reserve(s, i, decisions[k], req.MemoryPerImage); ok {
+			if plan, ok := r.reserve(s, i, decisions[k], req.MemoryPerImage, work); ok {
 				plans = append(plans, plan)
 			}
 		}
 		return placed
 	}
-	for _, i := range retries {
+	// At most MaxPodsPerSync pods per reconcile: the images beyond wait for the next one,
+	// which comes at once.
+	full := func(left int) bool {
+		if len(plans) < MaxPodsPerSync {
+			return false
+		}
+		if left > 0 {
+			s.requeue(nextSyncDelay)
+		}
+		return true
+	}
+	for k, i := range retries {
+		if full(len(retries) - k + len(fresh)) {
+			return plans, nil
+		}
 		req := base
 		req.Avoid = st.byIndex[i].failedGPUs
 		place([]int32{i}, req)
 	}
 	if base.Policy == sdfleetv1alpha1.PlacementRoundRobin {
 		// RoundRobin deals the whole batch over GPUs sorted once.
-		if len(fresh) > 0 {
-			place(fresh, base)
+		n := max(min(len(fresh), MaxPodsPerSync-len(plans)), 0)
+		if n > 0 {
+			place(fresh[:n], base)
+		}
+		if n < len(fresh) {
+			s.requeue(nextSyncDelay)
 		}
 		return plans, nil
 	}
@@ -183,13 +212,17 @@ func (r *ImageGenerationJobReconciler) decide(ctx context.Context, s *syncState,
 	// at the first chunk where every image waits: a wait reserves nothing, so the images after
 	// it would meet the same snapshot and wait too. That keeps a 10000-image job that waits
 	// for room from costing 10000 decisions per reconcile.
-	for start := 0; start < len(fresh); start += placementChunk {
-		chunk := fresh[start:min(start+placementChunk, len(fresh))]
+	for start := 0; start < len(fresh); {
+		if full(len(fresh) - start) {
+			break
+		}
+		chunk := fresh[start:min(start+placementChunk, start+MaxPodsPerSync-len(plans), len(fresh))]
+		start += len(chunk)
 		if place(chunk, base) {
 			continue
 		}
 		reason := st.image(chunk[len(chunk)-1]).waiting
-		for _, i := range fresh[start+len(chunk):] {
+		for _, i := range fresh[start:] {
 			st.image(i).waiting = reason
 		}
 		break
@@ -201,18 +234,18 @@ func (r *ImageGenerationJobReconciler) decide(ctx context.Context, s *syncState,
 const placementChunk = 256
 
 // reserve turns one decision into a pod plan and records it in the ledger.
-func (r *ImageGenerationJobReconciler) reserve(s *syncState, index int32, d placement.Decision, bytes int64) (newPod, bool) {
+func (r *ImageGenerationJobReconciler) reserve(s *syncState, index int32, d placement.Decision, bytes int64, work float64) (newPod, bool) {
 	img := s.st.image(index)
 	plan := newPod{index: index, seq: img.nextSeq}
 	switch d.Outcome {
 	case placement.OutcomeGPU:
 		plan.place = podPlacement{Node: d.GPU.Node, GPUIndex: d.GPU.Index, GPUUUID: d.GPU.UUID,
-			LoadPercent: loadPercent(d.Load), Policy: d.Policy, Bytes: bytes}
+			LoadPercent: loadPercent(d.Load), Policy: d.Policy, Bytes: bytes, Work: work}
 		if plan.place.Policy == "" {
 			plan.place.Policy = s.job.Spec.Placement.Policy
 		}
 	case placement.OutcomeCPU:
-		plan.place = podPlacement{CPU: true, Policy: d.Policy}
+		plan.place = podPlacement{CPU: true, Policy: d.Policy, Work: work}
 	default:
 		reason := d.Reason
 		if reason == "" {
@@ -229,7 +262,8 @@ func (r *ImageGenerationJobReconciler) reserve(s *syncState, index int32, d plac
 	}
 	pod := types.NamespacedName{Namespace: s.job.Namespace, Name: PodName(s.job.Name, index, plan.seq)}
 	ok := r.ledger.Reserve(pod, ledger.Placement{Job: s.key, Index: index, Node: plan.place.Node,
-		GPUIndex: plan.place.GPUIndex, GPUUUID: plan.place.GPUUUID, Bytes: plan.place.Bytes})
+		GPUIndex: plan.place.GPUIndex, GPUUUID: plan.place.GPUUUID, Bytes: plan.place.Bytes, Work: work,
+		GPUUsedBytes: d.GPU.MemoryUsedBytes})
 	return plan, ok
 }
 
@@ -263,16 +297,10 @@ func (r *ImageGenerationJobReconciler) candidateGPUs(ctx context.Context, job *s
 				continue
 			}
 		}
-		var heartbeat time.Time
-		if gn.Status.LastHeartbeatTime != nil {
-			heartbeat = gn.Status.LastHeartbeatTime.Time
-		}
-		// An agent that says how often it writes when nothing changes is silent only after
-		// three of those intervals; otherwise placement's sampling interval applies.
-		var staleAfter time.Duration
-		if hb := gn.Status.HeartbeatIntervalSeconds; hb > 0 {
-			staleAfter = 3 * time.Duration(hb) * time.Second
-		}
+		// Silence is judged by when the manager saw the heartbeat, on its own clock.
+		heartbeat := r.heartbeats.seen(gn)
+		staleAfter := r.staleAfter(gn)
+		r.restoreSpeeds(gn)
 		for _, g := range gn.Status.GPUs {
 			gpus = append(gpus, placement.GPU{
 				Node: name, Index: g.Index, UUID: g.UUID,
@@ -293,12 +321,22 @@ func (r *ImageGenerationJobReconciler) candidateGPUs(ctx context.Context, job *s
 	return gpus, nil
 }
 
-// snapshot adds the ledger's reservations and slot usage to the candidate GPUs. Called with
-// placeMu held, so it sees every reservation made before.
-func (r *ImageGenerationJobReconciler) snapshot(gpus []placement.GPU, nodes map[string]*sdfleetv1alpha1.GPUNode) placement.Snapshot {
-	usage := r.ledger.Usage(func(node string) time.Time {
-		gn := nodes[node]
-		if gn == nil || gn.Status.LastHeartbeatTime == nil {
+// staleAfter is how long after its last heartbeat a GPUNode counts as silent: three of the
+// intervals its agent says it writes at when nothing changes, else three sampling intervals.
+func (r *ImageGenerationJobReconciler) staleAfter(gn *sdfleetv1alpha1.GPUNode) time.Duration {
+	if hb := gn.Status.HeartbeatIntervalSeconds; hb > 0 {
+		return 3 * time.Duration(hb) * time.Second
+	}
+	return 3 * r.cfg.Placement.SampleInterval
+}
+
+// snapshot adds the ledger's reservations, slot usage and work in flight, and the learned
+// speeds, to the candidate GPUs, for images of work megapixel-steps each. Called with placeMu
+// held, so it sees every reservation made before.
+func (r *ImageGenerationJobReconciler) snapshot(gpus []placement.GPU, nodes map[string]*sdfleetv1alpha1.GPUNode, work float64) placement.Snapshot {
+	now := r.now()
+	sampledFrom := func(gn *sdfleetv1alpha1.GPUNode) time.Time {
+		if gn.Status.LastHeartbeatTime == nil {
 			return time.Time{}
 		}
 		interval := time.Duration(gn.Status.SampleIntervalSeconds) * time.Second
@@ -306,13 +344,39 @@ func (r *ImageGenerationJobReconciler) snapshot(gpus []placement.GPU, nodes map[
 			interval = r.cfg.Placement.SampleInterval
 		}
 		return gn.Status.LastHeartbeatTime.Add(-interval)
+	}
+	usage := r.ledger.Usage(func(node, uuid string) ledger.GPUView {
+		gn := nodes[node]
+		if gn == nil {
+			return ledger.GPUView{}
+		}
+		for _, g := range gn.Status.GPUs {
+			if g.UUID == uuid {
+				return ledger.GPUView{Known: true, UsedBytes: g.MemoryUsedBytes, VisibleSince: sampledFrom(gn)}
+			}
+		}
+		return ledger.GPUView{}
 	})
 	out := make([]placement.GPU, len(gpus))
 	copy(out, gpus)
 	for i := range out {
-		out[i].SlotsInUse = usage.SlotsInUse[out[i].UUID]
+		g := &out[i]
+		g.SlotsInUse = usage.SlotsInUse[g.UUID]
+		f := throughput.Figures{UUID: g.UUID, UtilizationPercent: g.UtilizationPercent,
+			Ours: len(usage.InFlight[g.UUID]) > 0, Now: now}
+		if gn := nodes[g.Node]; gn != nil {
+			f.SampledFrom = sampledFrom(gn)
+			for _, st := range gn.Status.GPUs {
+				if st.UUID == g.UUID {
+					f.Product = st.ProductName
+					break
+				}
+			}
+		}
+		r.speeds.Describe(f)
 	}
-	return placement.Snapshot{GPUs: out, Reservations: usage.Reservations, Now: r.now()}
+	r.speeds.Annotate(out, usage.InFlight, now, work)
+	return placement.Snapshot{GPUs: out, Reservations: usage.Reservations, Now: now}
 }
 
 // GiB is 2^30 bytes.
@@ -335,39 +399,71 @@ func memoryPerImage(job *sdfleetv1alpha1.ImageGenerationJob) int64 {
 	return 2*GiB + GiB*w*h/(512*512)
 }
 
-// createPods creates the planned pods in parallel. AlreadyExists counts as success: the pod
-// of that name is this controller's earlier creation. It returns how many pods exist now.
+// nextSyncDelay is how soon a job whose reconcile stopped at MaxPodsPerSync goes on.
+const nextSyncDelay = 100 * time.Millisecond
+
+// slowStart calls create for 0..n-1 in batches of 1, 2, 4, ... (each batch in parallel, at most
+// concurrency at a time), as the Job controller creates pods: it stops after the first batch in
+// which a call failed, so that a quota or admission webhook refusing every pod costs one
+// request, not n. It returns how many calls were made.
+func slowStart(n, concurrency int, create func(i int) error) int {
+	done := 0
+	for batch := 1; done < n; batch *= 2 {
+		size := min(batch, n-done)
+		var failed atomic.Bool
+		var g errgroup.Group
+		g.SetLimit(concurrency)
+		for i := done; i < done+size; i++ {
+			g.Go(func() error {
+				if create(i) != nil {
+					failed.Store(true)
+				}
+				return nil
+			})
+		}
+		_ = g.Wait()
+		done += size
+		if failed.Load() {
+			break
+		}
+	}
+	return done
+}
+
+// createPods creates the planned pods with slow start. AlreadyExists counts as success: the pod
+// of that name is this controller's earlier creation. Plans left when creation stopped release
+// their reservations and are placed again by a later reconcile. It returns how many pods exist
+// now.
 func (r *ImageGenerationJobReconciler) createPods(ctx context.Context, s *syncState, plans []newPod) int {
 	log := logf.FromContext(ctx)
 	var mu sync.Mutex
 	var errs []error
 	created := make([]bool, len(plans))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.cfg.CreateConcurrency)
-	for k := range plans {
+	tried := slowStart(len(plans), r.cfg.CreateConcurrency, func(k int) error {
 		plan := plans[k]
-		g.Go(func() error {
-			pod := buildPod(s.job, plan.index, plan.seq, s.seed, plan.place, r.cfg.DefaultImage)
-			err := r.client.Create(gctx, pod)
-			switch {
-			case err == nil:
-				created[k] = true
-			case apierrors.IsAlreadyExists(err):
-				// Our own earlier creation, which the cache had not shown when this reconcile
-				// read it. The informer records the real pod from its annotations (or already
-				// did, and saw it finish): this reservation would only be a phantom.
-				r.ledger.Release(client.ObjectKeyFromObject(pod))
-				created[k] = true
-			default:
-				r.ledger.Release(client.ObjectKeyFromObject(pod))
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("create pod %s for image %d: %w", pod.Name, plan.index, err))
-				mu.Unlock()
-			}
-			return nil
-		})
+		pod := buildPod(s.job, plan.index, plan.seq, s.seed, plan.place, r.cfg.DefaultImage)
+		err := r.client.Create(ctx, pod)
+		switch {
+		case err == nil:
+			created[k] = true
+		case apierrors.IsAlreadyExists(err):
+			// Our own earlier creation, which the cache had not shown when this reconcile
+			// read it. The informer records the real pod from its annotations (or already
+			// did, and saw it finish): this reservation would only be a phantom.
+			r.ledger.Release(client.ObjectKeyFromObject(pod))
+			created[k] = true
+		default:
+			r.ledger.Release(client.ObjectKeyFromObject(pod))
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("create pod %s for image %d: %w", pod.Name, plan.index, err))
+			mu.Unlock()
+			return err
+		}
+		return nil
+	})
+	for _, plan := range plans[tried:] {
+		r.ledger.Release(types.NamespacedName{Namespace: s.job.Namespace, Name: PodName(s.job.Name, plan.index, plan.seq)})
 	}
-	_ = g.Wait()
 
 	n, events := 0, 0
 	placedElsewhere := 0

@@ -34,6 +34,8 @@ type podPlacement struct {
 	Policy sdfleetv1alpha1.PlacementPolicy
 	// Bytes is the GPU memory reserved for the image.
 	Bytes int64
+	// Work is the image's megapixel-steps.
+	Work float64
 }
 
 // imageSeed is the seed of image index: the job's seed plus the index, wrapping within the
@@ -93,6 +95,9 @@ func buildPod(job *sdfleetv1alpha1.ImageGenerationJob, index, seq int32, jobSeed
 		AnnotationDevice: deviceAnnotation,
 		AnnotationPolicy: string(p.Policy),
 		AnnotationRetry:  strconv.FormatInt(int64(seq), 10),
+	}
+	if p.Work > 0 {
+		annotations[AnnotationWork] = strconv.FormatFloat(p.Work, 'g', 6, 64)
 	}
 	var affinity *corev1.Affinity
 	if !p.CPU {

@@ -24,6 +24,7 @@ import (
 	"github.com/sdfleet/sdfleet/controllers/indexset"
 	"github.com/sdfleet/sdfleet/controllers/ledger"
 	"github.com/sdfleet/sdfleet/controllers/placement"
+	"github.com/sdfleet/sdfleet/controllers/throughput"
 )
 
 // Permissions of the controller: least privilege, no secrets.
@@ -55,6 +56,9 @@ type Config struct {
 	// SkipNameValidation lets several managers in one process (tests) register the
 	// controller.
 	SkipNameValidation bool
+	// SpeedPublishInterval is how often the GPU speeds learned since the last write are
+	// written to the GPUNodes' status (default 10s).
+	SpeedPublishInterval time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -76,6 +80,9 @@ func (c Config) withDefaults() Config {
 	if c.Placement.SampleInterval <= 0 {
 		c.Placement.SampleInterval = time.Second
 	}
+	if c.SpeedPublishInterval <= 0 {
+		c.SpeedPublishInterval = 10 * time.Second
+	}
 	return c
 }
 
@@ -91,6 +98,14 @@ type ImageGenerationJobReconciler struct {
 	placeMu sync.Mutex
 	engine  *placement.Engine
 	ledger  *ledger.Ledger
+	// speeds learns each GPU's speed from the images that finish; speedsToPublish are the
+	// nodes whose learned figures changed since they were last written.
+	speeds          *throughput.Learner
+	speedsToPublish *nodeSet
+	// heartbeats are when the manager saw each GPUNode's heartbeat change.
+	heartbeats *heartbeatClock
+	// demands are the GPU slots each job holds or wants, which its fair share is cut from.
+	demands *jobDemands
 
 	// waiting are the jobs with images waiting for a GPU; GPU and pod changes re-examine them.
 	waiting *jobSet
@@ -142,6 +157,11 @@ func NewReconciler(c client.Client, recorder events.EventRecorder, cfg Config) *
 		ledger:   ledger.New(nil),
 		waiting:  newJobSet(),
 		gauges:   newJobGauges(),
+
+		speeds:          throughput.NewLearner(0),
+		speedsToPublish: newNodeSet(),
+		heartbeats:      newHeartbeatClock(),
+		demands:         newJobDemands(),
 
 		heldEvents: map[types.NamespacedName][]pendingEvent{},
 	}
@@ -483,6 +503,7 @@ func (r *ImageGenerationJobReconciler) deletePod(ctx context.Context, namespace,
 // in-memory records.
 func (r *ImageGenerationJobReconciler) cleanUpDeletedJob(ctx context.Context, key types.NamespacedName) error {
 	r.waiting.remove(key)
+	r.demands.set(key, 0)
 	r.gauges.set(key, nil)
 	defer r.ledger.ForgetJob(key)
 	var list corev1.PodList
@@ -567,6 +588,7 @@ func (r *ImageGenerationJobReconciler) afterWrite(job *sdfleetv1alpha1.ImageGene
 	} else {
 		r.waiting.remove(s.key)
 	}
+	r.demands.set(s.key, int(s.st.active+waiting))
 	// Durations of the images that succeeded since the last stored status.
 	if job.Status.CompletedIndexes == s.status.CompletedIndexes {
 		return

@@ -84,6 +84,8 @@ func startManager() {
 		// The fixtures' heartbeats are written once; they must not go stale during a test.
 		Placement:          placement.Config{SampleInterval: time.Hour},
 		SkipNameValidation: true,
+		// Learned speeds reach the GPUNodes quickly.
+		SpeedPublishInterval: 50 * time.Millisecond,
 	})
 	Expect(r.SetupWithManager(mgr)).To(Succeed())
 	ctx, cancel := context.WithCancel(suiteCtx)

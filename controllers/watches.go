@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"reflect"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -16,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -41,6 +44,21 @@ func CacheByObject() map[client.Object]cache.ByObject {
 // node) and PersistentVolumeClaims (a created claim wakes the jobs that named it).
 func (r *ImageGenerationJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	skip := r.cfg.SkipNameValidation
+	// The learned speeds are written by the leader only, every SpeedPublishInterval.
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		ticker := time.NewTicker(r.cfg.SpeedPublishInterval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-ticker.C:
+				r.publishSpeeds(ctx)
+			}
+		}
+	})); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("imagegenerationjob").
 		For(&sdfleetv1alpha1.ImageGenerationJob{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -80,14 +98,17 @@ type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
 // wakes the jobs waiting for room.
 type podHandler struct{ r *ImageGenerationJobReconciler }
 
-func (h *podHandler) observe(pod *corev1.Pod) (types.NamespacedName, bool) {
+// observe records the pod in the ledger. It returns the owning job and, for a pod the ledger
+// saw running and that now ended, the mean number of pods that shared its GPU meanwhile.
+func (h *podHandler) observe(pod *corev1.Pod) (types.NamespacedName, float64, bool) {
 	job, ok := ownerJob(pod)
 	if !ok {
-		return job, false
+		return job, 0, false
 	}
 	p, state, since := ledgerView(job, pod)
-	h.r.ledger.Observe(client.ObjectKeyFromObject(pod), p, state, since)
-	return job, true
+	p.Work = podWork(pod)
+	concurrency := h.r.ledger.Observe(client.ObjectKeyFromObject(pod), p, state, since)
+	return job, concurrency, true
 }
 
 func (h *podHandler) enqueue(q queue, job types.NamespacedName) {
@@ -119,9 +140,12 @@ func (h *podHandler) Update(_ context.Context, e event.UpdateEvent, q queue) {
 	if !ok1 || !ok2 {
 		return
 	}
-	job, ok := h.observe(newPod)
+	job, concurrency, ok := h.observe(newPod)
 	if !ok || !podChanged(oldPod, newPod) {
 		return
+	}
+	if concurrency > 0 && newPod.Status.Phase == corev1.PodSucceeded {
+		h.r.learnFromFinish(newPod, concurrency)
 	}
 	h.enqueue(q, job)
 	if holdsGPU(oldPod) && !holdsGPU(newPod) {
@@ -155,8 +179,9 @@ func holdsGPU(pod *corev1.Pod) bool {
 	return pod.DeletionTimestamp == nil && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
 }
 
-// gpuNodeHandler wakes jobs when the GPUs of a node change: the jobs waiting for room, and,
-// when a GPU's health changes or the node goes, the jobs with pods on that node.
+// gpuNodeHandler records when each GPUNode's heartbeat is seen and wakes jobs when the GPUs of
+// a node change or a silent node speaks again: the jobs waiting for room, and, when a GPU's
+// health changes or the node goes, the jobs with pods on that node.
 type gpuNodeHandler struct{ r *ImageGenerationJobReconciler }
 
 func (h *gpuNodeHandler) wake(q queue, node string, withPodsOnNode bool) {
@@ -178,21 +203,103 @@ func (h *gpuNodeHandler) wake(q queue, node string, withPodsOnNode bool) {
 }
 
 func (h *gpuNodeHandler) Create(_ context.Context, e event.CreateEvent, q queue) {
+	if gn, ok := e.Object.(*sdfleetv1alpha1.GPUNode); ok {
+		h.r.heartbeats.observe(gn, h.r.now())
+	}
 	h.wake(q, e.Object.GetName(), false)
 }
 
 func (h *gpuNodeHandler) Update(_ context.Context, e event.UpdateEvent, q queue) {
 	oldNode, ok1 := e.ObjectOld.(*sdfleetv1alpha1.GPUNode)
 	newNode, ok2 := e.ObjectNew.(*sdfleetv1alpha1.GPUNode)
-	if !ok1 || !ok2 || reflect.DeepEqual(oldNode.Status.GPUs, newNode.Status.GPUs) {
-		// A heartbeat alone changes no decision.
+	if !ok1 || !ok2 {
 		return
 	}
-	h.wake(q, newNode.Name, healthChanged(oldNode, newNode))
+	now := h.r.now()
+	before := h.r.heartbeats.seen(oldNode)
+	h.r.heartbeats.observe(newNode, now)
+	switch {
+	case !reflect.DeepEqual(oldNode.Status.GPUs, newNode.Status.GPUs):
+		h.wake(q, newNode.Name, healthChanged(oldNode, newNode))
+	case before.Before(now.Add(-h.r.staleAfter(newNode))) && !h.r.heartbeats.seen(newNode).Before(now.Add(-h.r.staleAfter(newNode))):
+		// A node that had gone silent speaks again, maybe with the very same figures: its
+		// GPUs are usable again, which the jobs waiting for room must hear.
+		h.wake(q, newNode.Name, false)
+	}
+	// Any other heartbeat changes no decision.
 }
 
 func (h *gpuNodeHandler) Delete(_ context.Context, e event.DeleteEvent, q queue) {
+	h.r.heartbeats.forget(e.Object.GetName())
+	if gn, ok := e.Object.(*sdfleetv1alpha1.GPUNode); ok {
+		// The node left: what was learned of its GPUs goes with its GPUNode.
+		for _, g := range gn.Status.GPUs {
+			h.r.speeds.Forget(g.UUID)
+		}
+	}
 	h.wake(q, e.Object.GetName(), true)
+}
+
+// heartbeatClock records, for each GPUNode, when the manager saw its heartbeat change, so that
+// silence is judged on the manager's own clock: an agent whose clock runs ahead or behind is
+// neither kept alive nor declared silent by the skew.
+type heartbeatClock struct {
+	mu    sync.Mutex
+	nodes map[string]seenHeartbeat
+}
+
+type seenHeartbeat struct {
+	published time.Time // status.lastHeartbeatTime
+	seen      time.Time // when the manager saw it (its clock)
+}
+
+func newHeartbeatClock() *heartbeatClock { return &heartbeatClock{nodes: map[string]seenHeartbeat{}} }
+
+func publishedHeartbeat(gn *sdfleetv1alpha1.GPUNode) time.Time {
+	if gn.Status.LastHeartbeatTime == nil {
+		return time.Time{}
+	}
+	return gn.Status.LastHeartbeatTime.Time
+}
+
+// observe records gn's heartbeat as seen at now when it changed. The first heartbeat of a node
+// counts as seen when it says, or now if that is later than now: after a restart a node that
+// was already silent stays silent until it writes again.
+func (c *heartbeatClock) observe(gn *sdfleetv1alpha1.GPUNode, now time.Time) {
+	published := publishedHeartbeat(gn)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	prev, known := c.nodes[gn.Name]
+	switch {
+	case published.IsZero():
+		c.nodes[gn.Name] = seenHeartbeat{}
+	case !known || prev.published.IsZero():
+		seen := published
+		if seen.After(now) {
+			seen = now
+		}
+		c.nodes[gn.Name] = seenHeartbeat{published: published, seen: seen}
+	case !published.Equal(prev.published):
+		c.nodes[gn.Name] = seenHeartbeat{published: published, seen: now}
+	}
+}
+
+// seen is when the manager saw gn's current heartbeat; a node it has not observed counts by its
+// published heartbeat.
+func (c *heartbeatClock) seen(gn *sdfleetv1alpha1.GPUNode) time.Time {
+	published := publishedHeartbeat(gn)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.nodes[gn.Name]; ok && s.published.Equal(published) {
+		return s.seen
+	}
+	return published
+}
+
+func (c *heartbeatClock) forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.nodes, name)
 }
 
 func (h *gpuNodeHandler) Generic(context.Context, event.GenericEvent, queue) {}

@@ -38,14 +38,14 @@ mkdir -p "$DEMO/out"
 chown 65532:65532 "$DEMO/out" # image pods run as the non-root user 65532
 bin/sdgen testmodel --size tiny --layout diffusers --out "$DEMO/models/tiny" >/dev/null
 
-say "Installing sdfleet with four simulated GPUs at 45%, 10%, 70% and 25% memory load"
+say "Installing sdfleet with four simulated GPUs at 45%, 10%, 70% and 25% memory load (30%, 5%, 40% and 20% busy with other work)"
 cat > "$DEMO/gpus.yaml" <<'YAML'
 simulate:
   scenario:
     gpus:
-      - {product: NVIDIA H100 80GB HBM3, memoryMiB: 81920, memoryUsedPercent: 45, utilizationPercent: 60}
+      - {product: NVIDIA H100 80GB HBM3, memoryMiB: 81920, memoryUsedPercent: 45, utilizationPercent: 30}
       - {product: NVIDIA H100 80GB HBM3, memoryMiB: 81920, memoryUsedPercent: 10, utilizationPercent: 5}
-      - {product: NVIDIA L40S, memoryMiB: 46068, memoryUsedPercent: 70, utilizationPercent: 90}
+      - {product: NVIDIA L40S, memoryMiB: 46068, memoryUsedPercent: 70, utilizationPercent: 40}
       - {product: NVIDIA L40S, memoryMiB: 46068, memoryUsedPercent: 25, utilizationPercent: 20}
 YAML
 "$HELM" upgrade --install sdfleet charts/sdfleet --namespace sdfleet-system --create-namespace \
@@ -96,6 +96,26 @@ say "Where each image ran"
   printf 'IMAGE\tNODE\tGPU\tGPU MEMORY LOAD WHEN CHOSEN\tDURATION\tOUTPUT\n'
   "$KUBECTL" get igj "$JOB" -n "$NS" -o jsonpath='{range .status.images[*]}{.index}{"\t"}{.node}{"\t"}{.gpuIndex} ({.gpuUUID}){"\t"}{.gpuMemoryLoadPercent}%{"\t"}{.durationMilliseconds}ms{"\t"}{.outputPath}{"\n"}{end}' | sort -n
 } | column -t -s $'\t'
+
+say "Images per GPU, and the speed the operator learned for each GPU (seconds per megapixel-step)"
+# The operator writes what it learned into the GPUNode every 10 s.
+for _ in $(seq 30); do
+  [ -n "$("$KUBECTL" get gpunode "$NODE" -o jsonpath='{.status.speeds}' 2>/dev/null)" ] && break
+  sleep 1
+done
+{
+  printf 'GPU	UUID	IMAGES OF THIS JOB	LEARNED S/MP-STEP	FROM IMAGES
+'
+  images=$("$KUBECTL" get igj "$JOB" -n "$NS" -o jsonpath='{range .status.images[*]}{.gpuUUID}{"\n"}{end}')
+  speeds=$("$KUBECTL" get gpunode "$NODE" -o jsonpath='{range .status.learnedSpeeds[*]}{.uuid}{" "}{.secondsPerMegapixelStep}{" "}{.images}{"\n"}{end}')
+  "$KUBECTL" get gpunode "$NODE" -o jsonpath='{range .status.gpus[*]}{.index}{" "}{.uuid}{"\n"}{end}' |
+    while read -r index uuid; do
+      n=$(grep -cx "$uuid" <<<"$images" || true)
+      read -r _ spmps learned < <(grep "^$uuid " <<<"$speeds" || echo "- - -")
+      printf '%s\t%s\t%s\t%s\t%s\n' "$index" "$uuid" "$n" "${spmps:--}" "${learned:--}"
+    done
+} | column -t -s $'\t'
+"$KUBECTL" get gpunodes
 
 phase=$("$KUBECTL" get igj "$JOB" -n "$NS" -o jsonpath='{.status.phase}')
 cat >&2 <<EOF

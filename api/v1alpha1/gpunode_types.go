@@ -79,6 +79,29 @@ type GPUStatus struct {
 	Slots int32 `json:"slots"`
 }
 
+// GPUSpeed is the speed the operator learned for one GPU from the images that finished on it.
+type GPUSpeed struct {
+	// uuid is the GPU's UUID, as in gpus.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	UUID string `json:"uuid"`
+
+	// index is the GPU's index on its node.
+	// +kubebuilder:validation:Minimum=0
+	Index int32 `json:"index"`
+
+	// secondsPerMegapixelStep is the exponentially weighted time one sampler step of a
+	// one-megapixel image takes on this GPU when it has the GPU to itself, in seconds, as a
+	// decimal string (for example "0.42").
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^[0-9]+(\.[0-9]+)?$`
+	SecondsPerMegapixelStep string `json:"secondsPerMegapixelStep"`
+
+	// images is how many finished images the figure rests on.
+	// +kubebuilder:validation:Minimum=0
+	Images int64 `json:"images"`
+}
+
 // GPUNodeStatus is the live state of every GPU on one node, as its node agent sees it.
 type GPUNodeStatus struct {
 	// gpus lists every GPU the agent manages on the node. Empty on a node without GPUs.
@@ -127,6 +150,21 @@ type GPUNodeStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
 	AgentVersion string `json:"agentVersion,omitempty"`
+
+	// learnedSpeeds are the speeds the operator learned for the node's GPUs from the durations
+	// of the images that finished on them. The operator writes them (its own field manager);
+	// the node agent never does. After a restart the operator starts from them.
+	// +optional
+	// +listType=map
+	// +listMapKey=uuid
+	// +kubebuilder:validation:MaxItems=1024
+	LearnedSpeeds []GPUSpeed `json:"learnedSpeeds,omitempty"`
+
+	// speeds summarises learnedSpeeds for kubectl get: "<index>=<seconds per megapixel-step>"
+	// for each GPU, in index order.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Speeds string `json:"speeds,omitempty"`
 }
 
 // GPUNode publishes the live load of every GPU on one Kubernetes node. It is cluster-scoped,
@@ -140,6 +178,7 @@ type GPUNodeStatus struct {
 // +kubebuilder:printcolumn:name="Memory%",type=integer,JSONPath=`.status.memoryUsedPercent`
 // +kubebuilder:printcolumn:name="Simulated",type=boolean,JSONPath=`.status.simulated`,priority=1
 // +kubebuilder:printcolumn:name="Heartbeat",type=date,JSONPath=`.status.lastHeartbeatTime`
+// +kubebuilder:printcolumn:name="Speed s/MP-step",type=string,JSONPath=`.status.speeds`
 type GPUNode struct {
 	metav1.TypeMeta `json:",inline"`
 	// metadata is the object's metadata; its name is the Node's name.

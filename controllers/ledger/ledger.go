@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sdfleet/sdfleet/controllers/placement"
+	"github.com/sdfleet/sdfleet/controllers/throughput"
 )
 
 // Placement is where one image pod was placed.
@@ -24,6 +25,12 @@ type Placement struct {
 	GPUUUID string
 	// Bytes is the GPU memory reserved for the image.
 	Bytes int64
+	// Work is the image's megapixel-steps (0: unknown), for the expected finish of the GPU.
+	Work float64
+	// GPUUsedBytes is, for Reserve, the GPU's reported used memory the decision saw: the
+	// reservation holds until the reported figure has grown by the image's memory (and that of
+	// the images reserved there before it). Observe ignores it.
+	GPUUsedBytes int64
 }
 
 // State is the life stage of a pod as the cache shows it.
@@ -45,6 +52,33 @@ type entry struct {
 	observed     bool
 	runningSince time.Time
 	visible      bool
+	// baseKnown says the GPU's used memory at reservation is known: the reservation holds
+	// until the reported figure reaches baseUsed + ahead + Bytes, ahead being the memory of the
+	// reservations on the GPU still not visible when this one was made.
+	baseKnown bool
+	baseUsed  int64
+	ahead     int64
+	// clockStart is when the ledger saw the pod run, sharedAtStart its GPU's concurrency
+	// integral then.
+	clockStart    time.Time
+	sharedAtStart float64
+}
+
+// gpuClock integrates, over time, how many recorded pods run on one GPU.
+type gpuClock struct {
+	running int
+	shared  float64 // seconds x running pods
+	at      time.Time
+	// pending is the memory of the GPU's reservations not yet visible, of pods reserved with a
+	// known baseline.
+	pending int64
+}
+
+func (c *gpuClock) advance(now time.Time) {
+	if now.After(c.at) {
+		c.shared += float64(c.running) * now.Sub(c.at).Seconds()
+		c.at = now
+	}
 }
 
 // Ledger records the active image pods of every job. It is safe for concurrent use.
@@ -52,6 +86,7 @@ type Ledger struct {
 	mu    sync.Mutex
 	byJob map[types.NamespacedName]map[types.NamespacedName]*entry
 	byPod map[types.NamespacedName]*entry
+	gpus  map[string]*gpuClock
 	now   func() time.Time
 	// unobservedTTL drops a reservation whose pod never showed up in the cache, so a lost
 	// creation cannot hold a GPU for ever.
@@ -69,6 +104,7 @@ func New(now func() time.Time) *Ledger {
 	return &Ledger{
 		byJob:         map[types.NamespacedName]map[types.NamespacedName]*entry{},
 		byPod:         map[types.NamespacedName]*entry{},
+		gpus:          map[string]*gpuClock{},
 		now:           now,
 		unobservedTTL: DefaultUnobservedTTL,
 	}
@@ -82,8 +118,23 @@ func (l *Ledger) Reserve(pod types.NamespacedName, p Placement) bool {
 	if _, ok := l.byPod[pod]; ok {
 		return false
 	}
-	l.put(&entry{Placement: p, pod: pod, reservedAt: l.now()})
+	e := &entry{Placement: p, pod: pod, reservedAt: l.now()}
+	if p.GPUUUID != "" {
+		c := l.clock(p.GPUUUID)
+		e.baseKnown, e.baseUsed, e.ahead = true, p.GPUUsedBytes, c.pending
+		c.pending += p.Bytes
+	}
+	l.put(e)
 	return true
+}
+
+func (l *Ledger) clock(uuid string) *gpuClock {
+	c := l.gpus[uuid]
+	if c == nil {
+		c = &gpuClock{at: l.now()}
+		l.gpus[uuid] = c
+	}
+	return c
 }
 
 // Release forgets a reservation whose pod could not be created.
@@ -98,16 +149,17 @@ func (l *Ledger) Release(pod types.NamespacedName) {
 
 // Observe records what the cache shows of a pod: its placement (from its annotations) and
 // state. A finished pod is removed; an active one is added if unknown, which is how the ledger
-// is rebuilt after a restart.
-func (l *Ledger) Observe(pod types.NamespacedName, p Placement, state State, runningSince time.Time) {
+// is rebuilt after a restart. When the call removes a pod the ledger saw running, it returns
+// how many recorded pods ran on its GPU on average meanwhile (itself included); else 0.
+func (l *Ledger) Observe(pod types.NamespacedName, p Placement, state State, runningSince time.Time) float64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e, ok := l.byPod[pod]
 	if state == Finished {
 		if ok {
-			l.remove(e)
+			return l.remove(e)
 		}
-		return
+		return 0
 	}
 	if !ok {
 		e = &entry{Placement: p, pod: pod, reservedAt: l.now()}
@@ -115,6 +167,10 @@ func (l *Ledger) Observe(pod types.NamespacedName, p Placement, state State, run
 	} else if e.Job == p.Job {
 		// The pod's annotations are the truth: a reservation made from a stale view is
 		// corrected by what was really created.
+		if p.GPUUUID != e.GPUUUID {
+			l.settle(e)
+			e.baseKnown = false
+		}
 		e.Placement = p
 	}
 	e.observed = true
@@ -123,6 +179,25 @@ func (l *Ledger) Observe(pod types.NamespacedName, p Placement, state State, run
 		if e.runningSince.IsZero() {
 			e.runningSince = l.now()
 		}
+		if e.GPUUUID != "" {
+			c := l.clock(e.GPUUUID)
+			now := l.now()
+			c.advance(now)
+			c.running++
+			e.clockStart, e.sharedAtStart = now, c.shared
+		}
+	}
+	return 0
+}
+
+// settle takes e's memory out of its GPU's pending reservations, once: when it becomes
+// visible or goes.
+func (l *Ledger) settle(e *entry) {
+	if !e.baseKnown || e.visible {
+		return
+	}
+	if c := l.gpus[e.GPUUUID]; c != nil {
+		c.pending -= e.Bytes
 	}
 }
 
@@ -165,22 +240,37 @@ func (l *Ledger) Unobserved(job types.NamespacedName) []PodPlacement {
 	return out
 }
 
-// Usage is what the recorded pods hold: the memory reservations still in flight, and the
-// number of pods on each GPU (by UUID).
+// Usage is what the recorded pods hold: the memory reservations still in flight, the number
+// of pods on each GPU and the images in flight on each (by UUID).
 type Usage struct {
 	Reservations []placement.Reservation
 	SlotsInUse   map[string]int32
+	InFlight     map[string][]throughput.Item
 }
 
-// Usage returns the reservations and slot usage for a placement snapshot. visibleSince says,
-// for a node, the latest pod start whose memory the node's live figures already show (the
-// node's last heartbeat minus one sampling interval); a running pod that started before it no
-// longer holds a reservation, since its real usage is counted in the live figures.
-func (l *Ledger) Usage(visibleSince func(node string) time.Time) Usage {
+// GPUView is what the node agent last published of a GPU, as far as reservations go.
+type GPUView struct {
+	// Known is false when the GPU is not published (its reservations then hold).
+	Known bool
+	// UsedBytes is the reported used memory.
+	UsedBytes int64
+	// VisibleSince is the latest pod start whose memory the figures can show: the heartbeat
+	// less one sampling interval.
+	VisibleSince time.Time
+}
+
+// Usage returns the reservations, slot usage and work in flight for a placement snapshot.
+// view gives each GPU's published figures (by node and UUID). A reservation holds until its
+// pod runs, a sample taken after it started shows the GPU's used memory grown by the pod's
+// memory (and by that of the reservations made on the GPU before it), or the pod ends. A pod
+// the ledger only knows from the cache (after a restart) holds its reservation until a sample
+// taken after it started. The memory of a model half loaded when a sample is taken keeps the
+// reservation, which errs towards spreading, never towards an out-of-memory.
+func (l *Ledger) Usage(view func(node, uuid string) GPUView) Usage {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	u := Usage{SlotsInUse: map[string]int32{}}
+	u := Usage{SlotsInUse: map[string]int32{}, InFlight: map[string][]throughput.Item{}}
 	for _, e := range l.byPod {
 		if !e.observed && now.Sub(e.reservedAt) > l.unobservedTTL {
 			l.remove(e)
@@ -190,8 +280,12 @@ func (l *Ledger) Usage(visibleSince func(node string) time.Time) Usage {
 			continue
 		}
 		u.SlotsInUse[e.GPUUUID]++
-		if !e.visible && !e.runningSince.IsZero() && visibleSince != nil {
-			if v := visibleSince(e.Node); !v.IsZero() && !e.runningSince.After(v) {
+		u.InFlight[e.GPUUUID] = append(u.InFlight[e.GPUUUID], throughput.Item{Work: e.Work, RunningSince: e.clockStart})
+		if !e.visible && !e.runningSince.IsZero() && view != nil {
+			v := view(e.Node, e.GPUUUID)
+			sampledAfterStart := v.Known && !v.VisibleSince.IsZero() && !e.runningSince.After(v.VisibleSince)
+			if sampledAfterStart && (!e.baseKnown || v.UsedBytes >= e.baseUsed+e.ahead+e.Bytes) {
+				l.settle(e)
 				e.visible = true
 			}
 		}
@@ -235,7 +329,26 @@ func (l *Ledger) put(e *entry) {
 	pods[e.pod] = e
 }
 
-func (l *Ledger) remove(e *entry) {
+// remove drops e and returns, for a pod the ledger saw running on a GPU, the mean number of
+// recorded pods that ran there meanwhile; else 0.
+func (l *Ledger) remove(e *entry) float64 {
+	l.settle(e)
+	mean := 0.0
+	if c := l.gpus[e.GPUUUID]; c != nil {
+		if !e.clockStart.IsZero() {
+			now := l.now()
+			c.advance(now)
+			mean = 1
+			if ran := now.Sub(e.clockStart).Seconds(); ran > 0 {
+				mean = max((c.shared-e.sharedAtStart)/ran, 1)
+			}
+			c.running--
+		}
+		if c.running == 0 && c.pending == 0 {
+			// Nothing the clock holds matters any more; a later pod starts a fresh one.
+			delete(l.gpus, e.GPUUUID)
+		}
+	}
 	delete(l.byPod, e.pod)
 	if pods := l.byJob[e.Job]; pods != nil {
 		delete(pods, e.pod)
@@ -243,4 +356,5 @@ func (l *Ledger) remove(e *entry) {
 			delete(l.byJob, e.Job)
 		}
 	}
+	return mean
 }

@@ -25,7 +25,7 @@
 // # Usable GPUs
 //
 // A GPU that is unhealthy, has no memory total, or whose heartbeat is older than three
-// sampling intervals counts as fully loaded (load 1): it is listed last among the alternatives
+// sampling intervals (or GPU.StaleAfter) counts as fully loaded (load 1): it is listed last among the alternatives
 // and never chosen. A usable GPU is chosen only if it fits the image: effective bytes plus the
 // image's memory stay within total minus the headroom (5% by default), and it has a free slot
 // (Slots <= 0 means the GPU is not limited by slots). SlotsInUse must count every image the
@@ -36,8 +36,8 @@
 //
 //   - LeastLoaded (the default): greedy, re-evaluated after each image, on effective load plus a
 //     penalty for a GPU hotter than Config.HotTemperatureCelsius. When any candidate GPU has a
-//     measured speed (GPU.ImagesPerSecond) the engine instead picks the earliest expected
-//     finish, (work on the GPU + 1) / images per second, where the work is GPU.QueuedWork when
+//     speed (GPU.ImagesPerSecond; the controller always gives one, learned by
+//     controllers/throughput) the engine instead picks the earliest expected finish, (work on the GPU + 1) / images per second, where the work is GPU.QueuedWork when
 //     the caller knows it and the images of SlotsInUse otherwise, and a GPU of unknown speed
 //     is taken at the slowest known speed. It answers Wait rather than use a slow free GPU
 //     when busy GPUs are expected to finish every image still to place (the call's and
@@ -55,8 +55,9 @@
 // repeated single-image jobs spread out. GPUs in Request.Avoid are used only when no other GPU
 // fits.
 //
-// When no GPU of the snapshot is usable at all the images go to the CPU if the request allows
-// it, and wait otherwise. When usable GPUs exist but none has room, each image gets a Wait
+// When the snapshot has no GPU at all the images go to the CPU if the request allows it, and
+// wait otherwise; when it has GPUs but none is usable (all unhealthy, silent or without
+// figures) they wait, whatever the request allows. When usable GPUs exist but none has room, each image gets a Wait
 // decision whose reason says why; since a Wait changes nothing, the rest of the call's images
 // wait for the same reason.
 //

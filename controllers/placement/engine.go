@@ -153,8 +153,11 @@ func (e *Engine) PlaceInto(dst []Decision, snap Snapshot, req Request) ([]Decisi
 	dst = e.grow(dst, req.Images)
 
 	if reason, none := e.noUsableGPU(snap); none {
+		// The CPU is for clusters without GPUs. GPUs that are all unhealthy or silent for a
+		// moment (agents restarting, a network blip) mean wait: sending every image to the CPU
+		// at once would start thousands of slow pods that the GPUs would have finished sooner.
 		outcome := OutcomeWait
-		if req.AllowCPUFallback {
+		if req.AllowCPUFallback && len(snap.GPUs) == 0 {
 			outcome = OutcomeCPU
 		}
 		e.fillAll(dst, 0, Decision{Outcome: outcome, Policy: policy, Reason: reason})

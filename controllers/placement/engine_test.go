@@ -201,7 +201,9 @@ func TestNoUsableGPU(t *testing.T) {
 	}{
 		{"no GPU, fallback", nil, true, OutcomeCPU, "no GPU"},
 		{"no GPU, no fallback", nil, false, OutcomeWait, "no GPU"},
-		{"all broken, fallback", broken, true, OutcomeCPU, "1 are unhealthy, 1 have not reported"},
+		// GPUs that are all broken or silent for a moment mean wait: the CPU is for clusters
+		// without GPUs, not for a fleet whose agents are restarting.
+		{"all broken, fallback", broken, true, OutcomeWait, "1 are unhealthy, 1 have not reported"},
 		{"all broken, no fallback", broken, false, OutcomeWait, "1 are unhealthy, 1 have not reported"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,7 +23,7 @@
 // Every second each GPU's node agent publishes its live figures (memory used, health); the
 // placement engine sees only those and the controller's own bookkeeping (slots in use, the
 // reservations of images placed whose memory is not yet in the published figures, and, for
-// least-loaded-speed, each GPU's measured throughput: images finished / seconds busy).
+// production, the speed each GPU showed on the images that finished on it).
 //
 // # Strategies
 //
@@ -34,16 +34,19 @@
 //   - count-spread: what a count-based device plugin with time-slicing gives: each image is
 //     bound at arrival to the healthy GPU with the fewest images bound, blind to memory and
 //     speed.
-//   - least-loaded: sdfleet's controller with the real placement engine, policy LeastLoaded,
-//     no speeds. Images are placed only when the engine finds a GPU with room; the others wait
+//   - least-loaded: sdfleet's controller as it was before it learned speeds: the real placement
+//     engine, policy LeastLoaded, ranking by memory alone. Images are placed only when the engine finds a GPU with room; the others wait
 //     in the controller and are placed as slots free up. After every event that can open room
 //     the controller asks the engine for as many pending images as there are free slots, job
 //     by job, with the rest of its queue as Request.Backlog.
-//   - least-loaded-speed: the same, also passing what the controller can measure: each GPU's
-//     throughput on finished images (GPU.ImagesPerSecond) and an estimate of the work still on
-//     it (GPU.QueuedWork, from how long its images have run), so the engine picks the earliest
-//     expected finish and may keep an image for a busy fast GPU rather than start it on a slow
-//     free one.
+//   - production: sdfleet's controller as it runs: the same, with each GPU's speed learned by
+//     controllers/throughput from the durations of the images that finished on it (as the
+//     controller reads them from each pod's result) and the images in flight on each GPU (as
+//     its ledger records them), so the engine picks the earliest expected finish and may keep
+//     an image for a busy fast GPU rather than start it on a slow free one. Jobs share the GPU
+//     slots fairly (controllers/fairshare: max-min between namespaces, then jobs, the oldest
+//     first when slots are fewer than jobs). The learner, the conversion into engine figures,
+//     the fair shares and the engine are the controller's own code.
 //
 // Retries of the baselines go through the same rule as a new image; sdfleet's retries avoid
 // the GPUs where the image already failed.
@@ -54,6 +57,8 @@
 // larger of total work / total effective speed and the longest single image on the fastest
 // GPU (a GPU whose background memory leaves no room for one image has no effective speed);
 // ratio is makespan / lower bound; p95_latency_s is the 95th percentile of image finish minus
-// job arrival. The lower bound ignores that images are indivisible, so a scenario like 4
+// job arrival; max_job_start_wait_s is the longest any job waited from its arrival to its first
+// image's start (in two-tenants, the small job's wait); utilization is the GPUs' busy time over
+// GPUs x makespan. The lower bound ignores that images are indivisible, so a scenario like 4
 // images on 3 GPUs has ratio 1.5 for any schedule.
 package main

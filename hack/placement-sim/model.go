@@ -52,6 +52,8 @@ type gpuSpec struct {
 type jobSpec struct {
 	at     float64
 	images int
+	// namespace is the job's tenant, for fair sharing; empty: every job its own.
+	namespace string
 }
 
 // scenario is a cluster and the jobs that arrive on it.
@@ -121,11 +123,21 @@ type image struct {
 	avoid     []string // UUIDs of the GPUs where the image failed
 	resvIdx   int      // position in sim.resv, -1 when it holds no reservation
 	doneAt    float64
+	// sharedAtStart is the GPU's concurrency integral when the image started; meanConcurrency
+	// how many images shared the GPU on average while it ran, set when it finishes.
+	sharedAtStart   float64
+	meanConcurrency float64
 }
 
 type job struct {
-	arrival float64
-	images  []*image
+	name      string
+	namespace string
+	arrival   float64
+	images    []*image
+	// bound counts its images on a GPU (queued, running or doomed); firstStart is when its
+	// first image started (-1: none yet).
+	bound      int
+	firstStart float64
 }
 
 // gpu is a simulated GPU. Its images share its effective speed; v is its virtual time, the work
@@ -143,12 +155,12 @@ type gpu struct {
 	v, lastT float64
 	version  uint64
 
-	// Throughput as the controller measures it: images done over the seconds the GPU was busy
-	// up to its last finish (the busy time of images still running would understate it).
-	done       int
-	busy       float64
-	busySince  float64
-	busyAtDone float64
+	// product names the GPU's model, as NVML would (one per speed and memory size).
+	product string
+	// shared is the integral over time of the number of images running on the GPU, up to
+	// sharedAt: how the controller's ledger measures the concurrency an image ran at. busy is
+	// how long the GPU ran any image, up to sharedAt.
+	shared, sharedAt, busy float64
 
 	// started counts the images that started here, for the spread figure.
 	started int
@@ -169,12 +181,13 @@ func (g *gpu) advance(t float64) {
 	g.lastT = t
 }
 
-// imagesPerSecond is the throughput g has shown on finished images, 0 before its first.
-func (g *gpu) imagesPerSecond() float64 {
-	if g.done == 0 || g.busyAtDone <= 0 {
-		return 0
+// tick brings the concurrency integral to t; call it before the running images change.
+func (g *gpu) tick(t float64) {
+	g.shared += float64(len(g.active)) * (t - g.sharedAt)
+	if len(g.active) > 0 {
+		g.busy += t - g.sharedAt
 	}
-	return float64(g.done) / g.busyAtDone
+	g.sharedAt = t
 }
 
 type eventKind uint8
@@ -231,6 +244,11 @@ type strategy interface {
 	dispatch(s *sim)
 }
 
+// finisher is a strategy that learns from the images that finish.
+type finisher interface {
+	finished(s *sim, img *image)
+}
+
 // sim is one run of one strategy on one scenario.
 type sim struct {
 	sc     *scenario
@@ -257,7 +275,8 @@ func newSim(sc *scenario, strat strategy) *sim {
 	s := &sim{sc: sc, strat: strat}
 	for i := range sc.gpus {
 		spec := &sc.gpus[i]
-		g := &gpu{spec: spec, pos: i, uuid: fmt.Sprintf("GPU-%s-%d", spec.node, spec.index), eff: sc.effectiveSpeed(spec)}
+		g := &gpu{spec: spec, pos: i, uuid: fmt.Sprintf("GPU-%s-%d", spec.node, spec.index), eff: sc.effectiveSpeed(spec),
+			product: fmt.Sprintf("simulated %.1fx %d GiB", spec.speed, spec.memTotal/gib)}
 		if g.eff == 0 {
 			// It can still be chosen (and fail); work on it just never progresses usefully.
 			g.eff = spec.speed * (1 - spec.bgCompute)
@@ -274,8 +293,11 @@ func newSim(sc *scenario, strat strategy) *sim {
 			}
 		}
 	}
-	for _, js := range sc.jobs {
-		j := &job{arrival: js.at}
+	for k, js := range sc.jobs {
+		j := &job{name: fmt.Sprintf("job-%d", k), namespace: js.namespace, arrival: js.at, firstStart: -1}
+		if j.namespace == "" {
+			j.namespace = j.name
+		}
 		for range js.images {
 			j.images = append(j.images, &image{job: j, resvIdx: -1})
 		}
@@ -383,6 +405,7 @@ func (s *sim) unreserve(img *image) {
 // down.
 func (s *sim) bind(img *image, g *gpu) {
 	img.gpu = g
+	img.job.bound++
 	s.snap[g.pos].SlotsInUse++
 	switch {
 	case g.failed:
@@ -399,12 +422,14 @@ func (s *sim) bind(img *image, g *gpu) {
 
 func (s *sim) start(img *image, g *gpu) {
 	g.advance(s.now)
-	if len(g.active) == 0 {
-		g.busySince = s.now
-	}
+	g.tick(s.now)
 	img.state = imageRunning
 	img.startV = g.v
 	img.startedAt = s.now
+	img.sharedAtStart = g.shared
+	if img.job.firstStart < 0 {
+		img.job.firstStart = s.now
+	}
 	img.loaded = false
 	g.active = append(g.active, img)
 	g.started++
@@ -433,6 +458,7 @@ func (s *sim) reschedule(g *gpu) {
 // an image left g.
 func (s *sim) milestone(g *gpu) bool {
 	g.advance(s.now)
+	g.tick(s.now)
 	before := len(g.active) + len(g.queue)
 	kept := g.active[:0]
 	var ended []*image
@@ -449,8 +475,13 @@ func (s *sim) milestone(g *gpu) bool {
 		if img.loaded && progress >= s.sc.work()-eps {
 			g.resident -= s.sc.footprint
 			img.state, img.doneAt = imageDone, s.now
-			g.done++
-			g.busyAtDone = g.busy + s.now - g.busySince
+			if ran := s.now - img.startedAt; ran > 0 {
+				img.meanConcurrency = (g.shared - img.sharedAtStart) / ran
+			}
+			if f, ok := s.strat.(finisher); ok {
+				f.finished(s, img)
+			}
+			img.job.bound--
 			s.left--
 			s.unreserve(img)
 			s.snap[g.pos].SlotsInUse--
@@ -459,9 +490,6 @@ func (s *sim) milestone(g *gpu) bool {
 		kept = append(kept, img)
 	}
 	g.active = kept
-	if len(g.active) == 0 {
-		g.busy += s.now - g.busySince
-	}
 	for _, img := range ended {
 		s.snap[g.pos].SlotsInUse--
 		s.failImage(img)
@@ -483,9 +511,7 @@ func (s *sim) fillSlots(g *gpu) {
 // fail takes g down: everything on it fails.
 func (s *sim) fail(g *gpu) {
 	g.advance(s.now)
-	if len(g.active) > 0 {
-		g.busy += s.now - g.busySince
-	}
+	g.tick(s.now)
 	g.failed = true
 	victims := append(append([]*image{}, g.active...), g.queue...)
 	g.active, g.queue = nil, nil
@@ -507,6 +533,7 @@ func (s *sim) failImage(img *image) {
 	img.attempts++
 	if img.gpu != nil {
 		img.avoid = append(img.avoid, img.gpu.uuid)
+		img.job.bound--
 	}
 	img.gpu = nil
 	img.loaded = false

@@ -20,6 +20,10 @@ type result struct {
 	Ratio        float64 `json:"ratio"`
 	P95Latency   float64 `json:"p95_latency_s"`
 	FailedImages int     `json:"failed_images"`
+	// MaxStartWait is the longest any job waited from its arrival to its first image's start;
+	// Utilization the GPUs' busy time over GPUs x makespan.
+	MaxStartWait float64 `json:"max_job_start_wait_s"`
+	Utilization  float64 `json:"utilization"`
 
 	// spread is, over the groups of GPUs of equal speed, the largest difference between the
 	// images two GPUs of a group started (table only).
@@ -47,6 +51,19 @@ func measure(name string, seed uint64, sz sizes, strategyName string) (result, e
 			r.Makespan = max(r.Makespan, img.doneAt)
 			latencies = append(latencies, img.doneAt-j.arrival)
 		}
+	}
+	for _, j := range s.jobs {
+		if j.firstStart >= 0 {
+			r.MaxStartWait = max(r.MaxStartWait, j.firstStart-j.arrival)
+		}
+	}
+	busy := 0.0
+	for _, g := range s.gpus {
+		g.tick(s.now)
+		busy += g.busy
+	}
+	if r.Makespan > 0 {
+		r.Utilization = busy / (float64(len(s.gpus)) * r.Makespan)
 	}
 	r.Ratio = r.Makespan / r.LowerBound
 	r.P95Latency = percentile(latencies, 0.95)
@@ -82,6 +99,7 @@ func writeJSON(w io.Writer, rows []result) error {
 	enc := json.NewEncoder(w)
 	for _, r := range rows {
 		r.Makespan, r.LowerBound, r.Ratio, r.P95Latency = round3(r.Makespan), round3(r.LowerBound), round3(r.Ratio), round3(r.P95Latency)
+		r.MaxStartWait, r.Utilization = round3(r.MaxStartWait), round3(r.Utilization)
 		if err := enc.Encode(r); err != nil {
 			return err
 		}
@@ -91,7 +109,7 @@ func writeJSON(w io.Writer, rows []result) error {
 
 func writeTable(w io.Writer, rows []result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tstrategy\timages\tmakespan s\tlower bound s\tratio\tvs gpu0\tp95 latency s\tfailed\tspread\t")
+	fmt.Fprintln(tw, "scenario\tstrategy\timages\tmakespan s\tlower bound s\tratio\tvs gpu0\tp95 latency s\tmax job wait s\tutil\tfailed\tspread\t")
 	gpu0 := map[string]float64{}
 	for _, r := range rows {
 		if r.Strategy == "gpu0" {
@@ -103,8 +121,8 @@ func writeTable(w io.Writer, rows []result) error {
 		if base, ok := gpu0[r.Scenario]; ok && r.Makespan > 0 {
 			speedup = fmt.Sprintf("%.2fx", base/r.Makespan)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.1f\t%.3f\t%s\t%.1f\t%d\t%d\t\n",
-			r.Scenario, r.Strategy, r.Images, r.Makespan, r.LowerBound, r.Ratio, speedup, r.P95Latency, r.FailedImages, r.spread)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.1f\t%.3f\t%s\t%.1f\t%.1f\t%.2f\t%d\t%d\t\n",
+			r.Scenario, r.Strategy, r.Images, r.Makespan, r.LowerBound, r.Ratio, speedup, r.P95Latency, r.MaxStartWait, r.Utilization, r.FailedImages, r.spread)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -129,7 +147,7 @@ type check struct {
 	detail string
 }
 
-const ours = "least-loaded-speed"
+const ours = "production"
 
 // targets checks the targets that the rows allow checking.
 func targets(rows []result) []check {
@@ -188,6 +206,11 @@ func targets(rows []result) []check {
 				checks = append(checks, check{name + ": ours makespan at least 20% below " + other, gain >= 0.20, detail})
 			}
 		}
+	}
+	if r, ok := find("two-tenants", ours); ok {
+		// One image takes 6 s on these GPUs: the small job starts when the first slot frees.
+		checks = append(checks, check{"two-tenants: the 4-image job starts within one image time (6 s) of its arrival",
+			r.MaxStartWait <= 6, fmt.Sprintf("%.1fs", r.MaxStartWait)})
 	}
 	if r, ok := find("burst", ours); ok {
 		checks = append(checks, check{"burst: no GPU gets more than one image more than an equal GPU", r.spread <= 1, fmt.Sprintf("spread %d", r.spread)})

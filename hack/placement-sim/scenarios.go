@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
+
+	"github.com/sdfleet/sdfleet/controllers/throughput"
 )
 
 // Every scenario uses the same image: Stable Diffusion 1.5 at 512x512, about 4 GiB of GPU
@@ -13,8 +15,12 @@ const (
 	footprint = 4 * gib
 )
 
+// imageWork is the image's work in megapixel-steps (512x512, 20 steps), as the controller
+// computes it from the job's spec.
+var imageWork = throughput.MegapixelSteps(512, 512, 20)
+
 // scenarioNames are the scenarios, in the order they are run.
-var scenarioNames = []string{"seed-1gpu", "seed-2gpu", "seed-3gpu", "seed-4gpu", "heterogeneous", "background-load", "burst", "gpu-failure", "scale"}
+var scenarioNames = []string{"seed-1gpu", "seed-2gpu", "seed-3gpu", "seed-4gpu", "heterogeneous", "background-load", "burst", "gpu-failure", "scale", "two-tenants", "many-small"}
 
 // sizes scales the big scenario, so that tests can run it small.
 type sizes struct{ scaleGPUs, scaleImages int }
@@ -71,6 +77,17 @@ func newScenario(name string, seed uint64, sz sizes) (*scenario, error) {
 				n++
 			}
 			sc.jobs = append(sc.jobs, jobSpec{at: rng.Float64() * 5, images: n})
+		}
+	case "two-tenants":
+		// One tenant's 2000-image job, then another tenant's 4-image job 10 s later, on 16 equal
+		// GPUs with two slots each.
+		sc.gpus = cluster(16, 24*gib, 1, 2)
+		sc.jobs = []jobSpec{{at: 0, images: 2000, namespace: "tenant-a"}, {at: 10, images: 4, namespace: "tenant-b"}}
+	case "many-small":
+		// 200 four-image jobs of 20 tenants arriving over a minute on the same 16 GPUs.
+		sc.gpus = cluster(16, 24*gib, 1, 2)
+		for i := range 200 {
+			sc.jobs = append(sc.jobs, jobSpec{at: rng.Float64() * 60, images: 4, namespace: fmt.Sprintf("tenant-%d", i%20)})
 		}
 	default:
 		return nil, fmt.Errorf("--scenario %q: want one of %v or all", name, scenarioNames)

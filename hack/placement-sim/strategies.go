@@ -3,12 +3,15 @@ package main
 import (
 	"fmt"
 	"sort"
+	"time"
 
+	"github.com/sdfleet/sdfleet/controllers/fairshare"
 	"github.com/sdfleet/sdfleet/controllers/placement"
+	"github.com/sdfleet/sdfleet/controllers/throughput"
 )
 
 // strategyNames are the strategies, in the order they are reported.
-var strategyNames = []string{"gpu0", "seed-round-robin", "count-spread", "least-loaded", "least-loaded-speed"}
+var strategyNames = []string{"gpu0", "seed-round-robin", "count-spread", "least-loaded", "production"}
 
 func newStrategy(name string) strategy {
 	switch name {
@@ -20,7 +23,7 @@ func newStrategy(name string) strategy {
 		return countSpread{}
 	case "least-loaded":
 		return newEngineStrategy(false, true)
-	case "least-loaded-speed":
+	case "production":
 		return newEngineStrategy(true, true)
 	}
 	return nil
@@ -109,26 +112,86 @@ func (countSpread) dispatch(*sim)              {}
 // engineStrategy is sdfleet's controller: images wait in the controller until the placement
 // engine finds a GPU with room for them.
 type engineStrategy struct {
-	speeds       bool
+	// learner is the controller's speed learner (controllers/throughput); nil ranks by memory
+	// alone, as the controller did before it learned speeds.
+	learner      *throughput.Learner
 	reservations bool
 	eng          *placement.Engine
 	pending      []*image
 	byUUID       map[string]*gpu
 	dst          []placement.Decision
+
+	// fair shares the GPU slots between jobs as the controller does (controllers/fairshare):
+	// waiting counts each job's pending images, jobs lists the jobs that hold or want slots.
+	fair    bool
+	waiting map[*job]int
+	jobs    []*job
 }
 
-// newEngineStrategy returns sdfleet's strategy; speeds passes measured throughput to the engine,
-// reservations (always on in the product) can be turned off to show what they are for.
+// newEngineStrategy returns sdfleet's strategy; speeds learns and passes each GPU's speed and
+// work in flight as the controller does, reservations (always on in the product) can be turned
+// off to show what they are for.
 func newEngineStrategy(speeds, reservations bool) *engineStrategy {
-	return &engineStrategy{
-		speeds:       speeds,
+	e := &engineStrategy{
 		reservations: reservations,
 		eng:          placement.New(placement.Config{SampleInterval: sampleIntervalDuration}),
 	}
+	if speeds {
+		e.learner = throughput.NewLearner(0)
+		e.fair = true
+	}
+	e.waiting = map[*job]int{}
+	return e
 }
 
-func (e *engineStrategy) arrive(_ *sim, j *job)    { e.pending = append(e.pending, j.images...) }
-func (e *engineStrategy) retry(_ *sim, img *image) { e.pending = append(e.pending, img) }
+// finished feeds a finished image to the learner, as the controller does with each pod's
+// result: its duration, its work and how many images shared its GPU on average.
+func (e *engineStrategy) finished(s *sim, img *image) {
+	if e.learner == nil {
+		return
+	}
+	e.learner.Observe(throughput.Finish{UUID: img.gpu.uuid, Duration: time.Duration((img.doneAt - img.startedAt) * float64(time.Second)),
+		Work: imageWork, Concurrency: img.meanConcurrency, At: wallclock(img.doneAt)})
+}
+
+func (e *engineStrategy) arrive(_ *sim, j *job) {
+	e.pending = append(e.pending, j.images...)
+	e.waiting[j] += len(j.images)
+	e.jobs = append(e.jobs, j)
+}
+
+func (e *engineStrategy) retry(_ *sim, img *image) {
+	e.pending = append(e.pending, img)
+	e.waiting[img.job]++
+}
+
+// allowances is, for each job that holds or wants slots, how many more images its fair share
+// of the usable GPUs' slots lets it place now; nil when fairness is off.
+func (e *engineStrategy) allowances(s *sim) map[*job]int {
+	if !e.fair {
+		return nil
+	}
+	capacity := 0
+	for _, g := range s.gpus {
+		if s.healthyByFigures(g) {
+			capacity += g.spec.slots
+		}
+	}
+	kept := e.jobs[:0]
+	demands := make([]fairshare.Demand, 0, len(e.jobs))
+	for _, j := range e.jobs {
+		if d := j.bound + e.waiting[j]; d > 0 {
+			kept = append(kept, j)
+			demands = append(demands, fairshare.Demand{Namespace: j.namespace, Job: j.name, Slots: d})
+		}
+	}
+	e.jobs = kept
+	out := make(map[*job]int, len(kept))
+	for i, sh := range fairshare.Shares(capacity, demands) {
+		out[kept[i]] = max(sh.Slots-kept[i].bound, 0)
+	}
+	return out
+}
 
 // freeSlots counts the images the GPUs could take now by what the controller sees: free slots
 // of the GPUs the published figures show usable, as far as their memory allows.
@@ -159,11 +222,25 @@ func (e *engineStrategy) dispatch(s *sim) {
 			e.byUUID[g.uuid] = g
 		}
 	}
-	if e.speeds {
+	if e.learner != nil {
+		// What the controller knows: the published figures, and its ledger of the images on
+		// each GPU (running since when, or not yet running).
+		inFlight := make(map[string][]throughput.Item, len(s.gpus))
+		now := wallclock(s.now)
 		for _, g := range s.gpus {
-			s.snap[g.pos].ImagesPerSecond = g.imagesPerSecond()
-			s.snap[g.pos].QueuedWork = queuedWork(s, g)
+			p := &s.snap[g.pos]
+			e.learner.Describe(throughput.Figures{UUID: g.uuid, Product: g.product, UtilizationPercent: p.UtilizationPercent,
+				SampledFrom: p.Heartbeat.Add(-sampleIntervalDuration), Ours: len(g.active)+len(g.queue)+g.doomed > 0, Now: now})
+			items := make([]throughput.Item, 0, len(g.active)+len(g.queue)+g.doomed)
+			for _, img := range g.active {
+				items = append(items, throughput.Item{Work: imageWork, RunningSince: wallclock(img.startedAt)})
+			}
+			for range len(g.queue) + g.doomed {
+				items = append(items, throughput.Item{Work: imageWork})
+			}
+			inFlight[g.uuid] = items
 		}
+		e.learner.Annotate(s.snap, inFlight, now, imageWork)
 	}
 	snap := placement.Snapshot{GPUs: s.snap, Now: wallclock(s.now)}
 	if e.reservations {
@@ -172,13 +249,23 @@ func (e *engineStrategy) dispatch(s *sim) {
 	// The pending images are asked for in order, a job's images (or one retry with its GPUs to
 	// avoid) per request, as many as there are free slots; the rest of the queue is the
 	// request's backlog. The first Wait ends the round: nothing later would be placed.
+	allow := e.allowances(s)
 	keep := e.pending[:0]
 	next := 0
 	for next < len(e.pending) && free > 0 {
 		head := e.pending[next]
+		limit := free
+		if allow != nil {
+			if limit = min(free, allow[head.job]); limit == 0 {
+				// Its job holds its fair share: it waits, the images behind it may go.
+				keep = append(keep, head)
+				next++
+				continue
+			}
+		}
 		req := placement.Request{MemoryPerImage: s.sc.footprint, Avoid: head.avoid, Images: 1}
 		if len(head.avoid) == 0 {
-			for next+req.Images < len(e.pending) && req.Images < free {
+			for next+req.Images < len(e.pending) && req.Images < limit {
 				img := e.pending[next+req.Images]
 				if img.job != head.job || len(img.avoid) > 0 {
 					break
@@ -204,6 +291,10 @@ func (e *engineStrategy) dispatch(s *sim) {
 			g := e.byUUID[e.dst[i].GPU.UUID]
 			s.bind(img, g)
 			s.reserve(img)
+			e.waiting[img.job]--
+			if allow != nil {
+				allow[img.job]--
+			}
 			free--
 		}
 		next += req.Images
@@ -213,25 +304,3 @@ func (e *engineStrategy) dispatch(s *sim) {
 	}
 	e.pending = append(keep, e.pending[next:]...)
 }
-
-// queuedWork estimates, as a controller can from what it sees, the images' worth of work on g:
-// each running image counts by the fraction it has left, judged from how long it has run, the
-// GPU's measured throughput and how many images share it; queued and doomed images count whole.
-// It is 0 (unknown) before the GPU's first image finished.
-func queuedWork(s *sim, g *gpu) float64 {
-	ips := g.imagesPerSecond()
-	if ips == 0 {
-		return 0
-	}
-	work := float64(len(g.queue) + g.doomed)
-	perImage := ips / float64(max(len(g.active), 1))
-	for _, img := range g.active {
-		left := 1 - (s.now-img.startedAt)*perImage
-		work += min(max(left, minLeft), 1)
-	}
-	return work
-}
-
-// minLeft is the least a running image is taken to have left: one that overran its estimate is
-// still running.
-const minLeft = 0.05

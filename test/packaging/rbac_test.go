@@ -22,6 +22,8 @@ var (
 		"coordination.k8s.io leases patch", "coordination.k8s.io leases update", "coordination.k8s.io leases watch",
 		"events.k8s.io events create", "events.k8s.io events patch",
 		"sdfleet.io gpunodes get", "sdfleet.io gpunodes list", "sdfleet.io gpunodes watch",
+		// The learned speeds, status.learnedSpeeds, by server-side apply.
+		"sdfleet.io gpunodes/status patch",
 		"sdfleet.io imagegenerationjobs delete", "sdfleet.io imagegenerationjobs get",
 		"sdfleet.io imagegenerationjobs list", "sdfleet.io imagegenerationjobs watch",
 		"sdfleet.io imagegenerationjobs/status get", "sdfleet.io imagegenerationjobs/status patch",

@@ -1,0 +1,62 @@
+package controllers
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+
+	sdtesting "github.com/sdfleet/sdfleet/controllers/testing"
+)
+
+var _ = Describe("Fair sharing between jobs", func() {
+	var nsA, nsB string
+	BeforeEach(func() { nsA, nsB = newNamespace(), newNamespace() })
+	AfterEach(func() { deleteJobs(nsA); deleteJobs(nsB) })
+
+	It("starts a small job behind a huge one from another namespace as soon as a slot frees", func() {
+		createGPUNode(sdtesting.MakeGPUNode("fair-"+nsA).GPU(0, 0, 80, 4).Obj())
+		Expect(k8s.Create(suiteCtx, sdtesting.MakeJob("huge", nsA).Images(40).Obj())).To(Succeed())
+		huge := eventuallyActivePods(nsA, "huge", 4)
+
+		// The GPU's 4 slots are shared 2 and 2 now; the huge job holds all 4 and places
+		// nothing until it is down to its share.
+		Expect(k8s.Create(suiteCtx, sdtesting.MakeJob("small", nsB).Images(2).Obj())).To(Succeed())
+		Eventually(func() string {
+			return conditionReason(jobStatus(nsB, "small")(), "Progressing")
+		}).Should(Equal("True/WaitingForGPU"))
+
+		succeedPod(nsA, huge[0].Name)
+		eventuallyActivePods(nsB, "small", 1)
+		Eventually(jobStatus(nsA, "huge")).Should(HaveField("Images", ContainElement(
+			HaveField("Message", ContainSubstring("waiting for its fair share of the GPUs: 2 of 4 image slots")))))
+		Consistently(func() []corev1.Pod { return activePods(nsA, "huge") }, 300*time.Millisecond).Should(HaveLen(3))
+
+		succeedPod(nsA, huge[1].Name)
+		eventuallyActivePods(nsB, "small", 2)
+		Consistently(func() []corev1.Pod { return activePods(nsA, "huge") }, 300*time.Millisecond).Should(HaveLen(2))
+
+		// When the small job is done, its share goes back to the huge one.
+		for _, p := range activePods(nsB, "small") {
+			succeedPod(nsB, p.Name)
+		}
+		eventuallyActivePods(nsA, "huge", 4)
+	})
+})
+
+var _ = Describe("Pod creation per sync", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+	AfterEach(func() { deleteJobs(ns) })
+
+	It("creates at most 500 pods per reconcile and goes on in the next", func() {
+		// Room for every image at once: two GPUs without a slot limit.
+		createGPUNode(sdtesting.MakeGPUNode("wide-"+ns).GPU(0, 0, 1000, 0).GPU(1, 0, 1000, 0).Obj())
+		Expect(k8s.Create(suiteCtx, sdtesting.MakeJob("wide", ns).Images(501).Obj())).To(Succeed())
+		Eventually(func() []corev1.Pod { return jobPods(ns, "wide") }, time.Minute).Should(HaveLen(501))
+		// The first reconcile names 10 images and sums up the rest of its 500; the last image
+		// comes with the next.
+		Eventually(jobEvents).WithArguments(ns, "wide").Should(HaveKeyWithValue("Placed", ContainElement("Placed 490 more images")))
+	})
+})
