@@ -90,6 +90,8 @@ func fourGPUs() *sdtesting.GPUNodeWrapper {
 		w.Status.GPUs[i].UtilizationPercent = 10 * (i + 1)
 		w.Status.GPUs[i].TemperatureCelsius = 40 + i
 	}
+	// The operator has learned GPU 0's speed.
+	w.Status.LearnedSpeeds = []sdfleetv1alpha1.GPUSpeed{{UUID: "GPU-sim-node-0", Index: 0, SecondsPerMegapixelStep: "0.42", Images: 12}}
 	return w
 }
 
@@ -135,6 +137,9 @@ var _ = Describe("The dashboard", Ordered, func() {
 		Expect(card).To(ContainSubstring("40%"))
 		Expect(card).To(ContainSubstring("43 °C"))
 		Expect(card).To(ContainSubstring("Healthy"))
+		Expect(card).To(ContainSubstring("not learned yet"))
+		Expect(js[string](`document.querySelector('.gpu[data-uuid="GPU-sim-node-0"] .speed').textContent`)).
+			To(Equal("0.42 s per megapixel-step (12 images)"))
 		// The token is in no storage, cookie or URL, and not left in the form.
 		Expect(js[string](`document.cookie + JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + location.href + document.getElementById("token").value`)).
 			NotTo(ContainSubstring(token[:40]))

@@ -116,7 +116,11 @@ func Explain(out io.Writer, job *sdfleetv1alpha1.ImageGenerationJob, events []co
 
 // candidateNote says whether a GPU is usable for img now, and why not.
 func candidateNote(img sdfleetv1alpha1.ImageStatus, r GPURow, job *sdfleetv1alpha1.ImageGenerationJob) string {
-	load := fmt.Sprintf("memory %d%%, utilisation %d%%, speed %s", r.MemoryPct, r.UtilPct, r.Speed)
+	speed := "speed not learned yet"
+	if r.Speed != "-" {
+		speed = r.Speed + " s per megapixel-step"
+	}
+	load := fmt.Sprintf("memory %d%%, utilisation %d%%, %s", r.MemoryPct, r.UtilPct, speed)
 	var notes []string
 	if img.GPUUUID == r.UUID {
 		notes = append(notes, "chosen")

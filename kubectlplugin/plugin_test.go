@@ -131,7 +131,13 @@ var _ = Describe("kubectl sdfleet", Ordered, func() {
 			Expect(k8s.Create(suiteCtx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 		}
 		publish(node("node-a", 20).Unhealthy(1, "XID 79").Obj())
-		publish(node("node-b", 60).Obj())
+		// The operator has learned node-b's speeds.
+		nodeB := node("node-b", 60).Obj()
+		nodeB.Status.LearnedSpeeds = []sdfleetv1alpha1.GPUSpeed{
+			{UUID: "GPU-node-b-0", Index: 0, SecondsPerMegapixelStep: "0.42", Images: 12},
+			{UUID: "GPU-node-b-1", Index: 1, SecondsPerMegapixelStep: "0.61", Images: 3},
+		}
+		publish(nodeB)
 		fox = createJob(sdtesting.MakeJob("fox", "studio").Images(3).Prompt("a red fox").Obj(),
 			placed(0, sdfleetv1alpha1.ImageRunning, "node-a", 0, 10),
 			placed(1, sdfleetv1alpha1.ImagePending, "node-b", 0, 10),
@@ -147,8 +153,9 @@ var _ = Describe("kubectl sdfleet", Ordered, func() {
 			expectGolden("top", out)
 			lines := strings.Split(strings.TrimSpace(out), "\n")
 			Expect(lines).To(HaveLen(5))
-			Expect(strings.Fields(lines[0])).To(Equal([]string{"NODE", "GPU", "PRODUCT", "MEMORY", "UTIL", "TEMP", "HEALTH", "SPEED", "RUNNING", "WAITING"}))
+			Expect(strings.Fields(lines[0])).To(Equal([]string{"NODE", "GPU", "PRODUCT", "MEMORY", "UTIL", "TEMP", "HEALTH", "SEC/MP-STEP", "RUNNING", "WAITING"}))
 			Expect(lines[2]).To(ContainSubstring("Unhealthy (XID 79)"))
+			Expect(strings.Fields(lines[3])[10]).To(Equal("0.42"), "node-b GPU 0's learned speed (the product is 4 words)")
 		})
 
 		It("counts every namespace with -A, and the other context's with --context", func() {

@@ -93,13 +93,21 @@ func GPURows(nodes []sdfleetv1alpha1.GPUNode, jobs []sdfleetv1alpha1.ImageGenera
 	return rows
 }
 
-// learnedSpeed is the operator's learned speed of a GPU, "-" before it has learned one.
-func learnedSpeed(_ *sdfleetv1alpha1.GPUNode, _ string) string { return "-" }
+// learnedSpeed is the operator's learned speed of a GPU in seconds per megapixel-step, "-"
+// before it has learned one.
+func learnedSpeed(n *sdfleetv1alpha1.GPUNode, uuid string) string {
+	for _, sp := range n.Status.LearnedSpeeds {
+		if sp.UUID == uuid && sp.SecondsPerMegapixelStep != "" {
+			return sp.SecondsPerMegapixelStep
+		}
+	}
+	return "-"
+}
 
 // PrintGPUTable writes rows as kubectl-style columns.
 func PrintGPUTable(out io.Writer, rows []GPURow) error {
 	w := printers.GetNewTabWriter(out)
-	fmt.Fprintln(w, "NODE\tGPU\tPRODUCT\tMEMORY\tUTIL\tTEMP\tHEALTH\tSPEED\tRUNNING\tWAITING")
+	fmt.Fprintln(w, "NODE\tGPU\tPRODUCT\tMEMORY\tUTIL\tTEMP\tHEALTH\tSEC/MP-STEP\tRUNNING\tWAITING")
 	for _, r := range rows {
 		health := string(r.Health)
 		if r.Reason != "" && r.Health != sdfleetv1alpha1.GPUHealthy {

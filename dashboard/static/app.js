@@ -137,8 +137,8 @@
       gib(g.memoryUsedBytes) + " / " + gib(g.memoryTotalBytes) + " GiB (" + g.memoryUsedPercent + "%)";
     card.querySelector(".util").textContent = g.utilizationPercent + "%";
     card.querySelector(".temp").textContent = g.temperatureCelsius + " °C";
-    card.querySelector(".speed").textContent = g.secondsPerMegapixel
-      ? g.secondsPerMegapixel.toFixed(2) + " s per megapixel" : "not learned yet";
+    card.querySelector(".speed").textContent = g.secondsPerMegapixelStep
+      ? g.secondsPerMegapixelStep + " s per megapixel-step (" + (g.speedImages || 0) + " images)" : "not learned yet";
     renderRunning(g.uuid);
   }
 
