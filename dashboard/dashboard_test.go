@@ -122,8 +122,16 @@ var _ = Describe("The dashboard", Ordered, func() {
 		_, err := chromedp.Run(browser, chromedp.Navigate(gatewayURL+"/"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(js[bool](`document.getElementById("board-section").hidden`)).To(BeTrue(), "the board shows before sign-in")
+		// A token the API server does not accept is refused, and the page asks again.
 		Expect(chromedp.Do(browser,
 			chromedp.WaitVisible(chromedp.CSS("#token")),
+			chromedp.SetValue(chromedp.CSS("#token"), "not-a-token"),
+			chromedp.Click(chromedp.CSS("#token-form button")),
+		)).To(Succeed())
+		Eventually(jsOf[string](`document.getElementById("login-error").textContent`)).Should(HavePrefix("the API server did not accept the bearer token"))
+		Expect(js[bool](`document.getElementById("login").hidden`)).To(BeFalse())
+		Expect(js[bool](`document.getElementById("board-section").hidden`)).To(BeTrue())
+		Expect(chromedp.Do(browser,
 			chromedp.SetValue(chromedp.CSS("#token"), token),
 			chromedp.Click(chromedp.CSS("#token-form button")),
 		)).To(Succeed())
