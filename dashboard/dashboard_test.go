@@ -133,7 +133,9 @@ var _ = Describe("The dashboard", Ordered, func() {
 		Expect(js[bool](`document.getElementById("board-section").hidden`)).To(BeTrue())
 		Expect(chromedp.Do(browser,
 			chromedp.SetValue(chromedp.CSS("#token"), token),
-			chromedp.Click(chromedp.CSS("#token-form button")),
+			// From the keyboard: Enter in the field submits it.
+			chromedp.Focus(chromedp.CSS("#token")),
+			chromedp.KeyEvent("\r"),
 		)).To(Succeed())
 		Eventually(jsOf[int](`document.querySelectorAll("#board .gpu").length`)).Should(Equal(4))
 		Eventually(jsOf[string](`document.getElementById("connection").textContent`)).Should(Equal("Live"))
@@ -165,6 +167,19 @@ var _ = Describe("The dashboard", Ordered, func() {
 		Expect(js[[]string](`Array.from(document.querySelectorAll("#board .gpu")).map(e => e.dataset.health)`)).
 			To(Equal([]string{"Healthy", "Healthy", "Unhealthy", "Healthy"}))
 		screenshot("fault")
+	})
+
+	It("labels every control and keeps text at WCAG AA contrast", func() {
+		unlabelled := js[[]string](`Array.from(document.querySelectorAll("input, select, textarea"))
+			.filter(e => e.labels.length === 0 || e.labels[0].textContent.trim() === "").map(e => e.id)`)
+		Expect(unlabelled).To(BeEmpty())
+		Expect(js[int](`document.querySelectorAll("#board .gpu meter[aria-label]").length`)).To(Equal(4))
+		// The contrast ratio of each kind of text against the background it is drawn on.
+		ratios := js[map[string]float64](contrastScript)
+		Expect(ratios).To(HaveLen(9))
+		for selector, ratio := range ratios {
+			Expect(ratio).To(BeNumerically(">=", 4.5), "contrast of %s", selector)
+		}
 	})
 
 	It("submits the form as a job, shows where its images run and their thumbnails with parameters", func() {
@@ -255,3 +270,29 @@ var _ = Describe("The dashboard", Ordered, func() {
 		Expect(strings.Contains(js[string](`document.activeElement.id`), "viewer-close")).To(BeTrue())
 	})
 })
+
+// contrastScript returns, for one element of each kind of text, its WCAG contrast ratio with
+// the first opaque background behind it.
+const contrastScript = `(() => {
+  const rgb = (c) => c.match(/[\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (e) => {
+    for (; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  const out = {};
+  for (const sel of ["header h1", "#connection", ".help", ".product", '.gpu[data-health="Healthy"] .badge',
+                     '.gpu[data-health="Unhealthy"] .badge', "dt", "label", "button"]) {
+    const e = document.querySelector(sel);
+    if (!e) continue;
+    const a = lum(rgb(getComputedStyle(e).color)), b = lum(background(e));
+    out[sel] = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  }
+  return out;
+})()`
