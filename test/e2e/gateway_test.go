@@ -104,15 +104,19 @@ func gatewayClients() bool {
 		})
 
 		It("drives txt2img with batch_size 4 and then progress with curl, as AUTOMATIC1111 clients do", func() {
-			out := run("curl", "-sS", "--fail-with-body", "--max-time", "300", base+"/sdapi/v1/txt2img",
+			// The answer holds four base64 PNGs: into a file, not the log.
+			answer := filepath.Join(GinkgoT().TempDir(), "txt2img.json")
+			run("curl", "-sS", "--fail-with-body", "--max-time", "300", "-o", answer, base+"/sdapi/v1/txt2img",
 				"-H", "Authorization: Bearer "+appToken, "-H", "Content-Type: application/json",
 				"-d", `{"prompt": "a red fox in the snow", "negative_prompt": "blur", "steps": 2, "width": 64, "height": 64,
 				        "seed": 7, "sampler_name": "Euler a", "batch_size": 4, "cfg_scale": 7}`)
+			out, err := os.ReadFile(answer)
+			Expect(err).NotTo(HaveOccurred())
 			var body struct {
 				Images []string `json:"images"`
 				Info   string   `json:"info"`
 			}
-			Expect(json.Unmarshal([]byte(out), &body)).To(Succeed())
+			Expect(json.Unmarshal(out, &body)).To(Succeed())
 			Expect(body.Images).To(HaveLen(4))
 			seeds := map[int64]bool{}
 			for _, b64 := range body.Images {
@@ -149,7 +153,10 @@ func gatewayClients() bool {
 				"-H", "Authorization: Bearer "+strangerToken, "-d", `{"prompt": "a"}`)
 			out, err := cmd.Output()
 			Expect(err).NotTo(HaveOccurred())
-			body, code, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+			text := strings.TrimSpace(string(out))
+			cut := strings.LastIndexByte(text, '\n')
+			Expect(cut).To(BeNumerically(">", 0), "curl printed %q", text)
+			body, code := text[:cut], text[cut+1:]
 			Expect(code).To(Equal("403"))
 			Expect(body).To(ContainSubstring("may not create imagegenerationjobs.sdfleet.io in namespace " + ns))
 			var list sdfleetv1alpha1.ImageGenerationJobList
