@@ -44,19 +44,3 @@ var _ = Describe("Fair sharing between jobs", func() {
 		eventuallyActivePods(nsA, "huge", 4)
 	})
 })
-
-var _ = Describe("Pod creation per sync", func() {
-	var ns string
-	BeforeEach(func() { ns = newNamespace() })
-	AfterEach(func() { deleteJobs(ns) })
-
-	It("creates at most 500 pods per reconcile and goes on in the next", func() {
-		// Room for every image at once: two GPUs without a slot limit.
-		createGPUNode(sdtesting.MakeGPUNode("wide-"+ns).GPU(0, 0, 1000, 0).GPU(1, 0, 1000, 0).Obj())
-		Expect(k8s.Create(suiteCtx, sdtesting.MakeJob("wide", ns).Images(501).Obj())).To(Succeed())
-		Eventually(func() []corev1.Pod { return jobPods(ns, "wide") }, time.Minute).Should(HaveLen(501))
-		// The first reconcile names 10 images and sums up the rest of its 500; the last image
-		// comes with the next.
-		Eventually(jobEvents).WithArguments(ns, "wide").Should(HaveKeyWithValue("Placed", ContainElement("Placed 490 more images")))
-	})
-})

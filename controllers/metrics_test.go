@@ -55,11 +55,12 @@ var _ = Describe("Metrics", func() {
 		Expect(k8s.Create(suiteCtx, sdtesting.MakeJob("m", ns).Images(1).PinnedGPU(node, uuid0).PinnedGPU(node, uuid1).Obj())).To(Succeed())
 		first := eventuallyActivePods(ns, "m", 1)[0]
 		firstGPU := first.Annotations[AnnotationGPUUUID]
-		Expect(metricValue("sdfleet_placement_decisions_total",
-			map[string]string{"node": node, "UUID": firstGPU, "policy": "Pinned"})).To(Equal(1.0))
+		// The counters move just after the pods are created: the test may see a pod first.
+		Eventually(metricValue).WithArguments("sdfleet_placement_decisions_total",
+			map[string]string{"node": node, "UUID": firstGPU, "policy": "Pinned"}).Should(Equal(1.0))
 		failPod(ns, first.Name, 4, "")
 		retry := eventuallyActivePods(ns, "m", 1)[0]
-		Expect(metricValue("sdfleet_image_retries_total", map[string]string{"reason": "OutOfMemory"})).To(Equal(oomBefore + 1))
+		Eventually(metricValue).WithArguments("sdfleet_image_retries_total", map[string]string{"reason": "OutOfMemory"}).Should(Equal(oomBefore + 1))
 		succeedPod(ns, retry.Name)
 		Eventually(func() float64 {
 			return metricValue("sdfleet_image_duration_seconds", map[string]string{"UUID": retry.Annotations[AnnotationGPUUUID]})
