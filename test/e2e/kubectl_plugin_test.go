@@ -19,12 +19,15 @@ import (
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
 )
 
-// kubectlPlugin runs the kubectl sdfleet binary `make build` made against the cluster and the
-// gateway, as a user would.
+// kubectlPlugin runs the kubectl sdfleet binary against the cluster and the gateway, as a user
+// would.
 func kubectlPlugin() bool {
 	return Describe("kubectl sdfleet", Ordered, func() {
-		var base, ns, token string
+		var base, ns, token, plugin string
 		BeforeAll(func() {
+			By("building kubectl-sdfleet as go install would")
+			plugin = filepath.Join(work, "kubectl-sdfleet")
+			run("go", "build", "-o", plugin, "./cmd/kubectl-sdfleet")
 			By("turning the gateway on (a no-op after the gateway's own tests)")
 			values := filepath.Join(work, "gateway.yaml")
 			Expect(os.WriteFile(values, []byte(gatewayValues()), 0o644)).To(Succeed())
@@ -44,7 +47,7 @@ func kubectlPlugin() bool {
 
 		It("generates 4 images with --wait --out, whose files match the job's SHA-256s", func() {
 			dir := filepath.Join(GinkgoT().TempDir(), "fox")
-			out := run("bin/kubectl-sdfleet", "-n", ns, "generate", "a red fox in the snow", "-i", "4", "--size", "64x64",
+			out := run(plugin, "-n", ns, "generate", "a red fox in the snow", "-i", "4", "--size", "64x64",
 				"--steps", "2", "--seed", "11", "--wait", "--out", dir, "--gateway", base, "--token", token)
 			job := gatewayJob(ns, "native")
 			Expect(out).To(ContainSubstring("imagegenerationjob.sdfleet.io/" + job.Name + " created in namespace " + ns))
@@ -64,7 +67,7 @@ func kubectlPlugin() bool {
 		})
 
 		It("shows the 4 simulated GPUs with top, and explains the placement", func() {
-			out := run("bin/kubectl-sdfleet", "top", "-A")
+			out := run(plugin, "top", "-A")
 			lines := strings.Split(strings.TrimSpace(out), "\n")
 			Expect(lines).To(HaveLen(5), out)
 			Expect(strings.Fields(lines[0])[:3]).To(Equal([]string{"NODE", "GPU", "PRODUCT"}))
@@ -73,7 +76,7 @@ func kubectlPlugin() bool {
 				Expect(line).To(ContainSubstring("Healthy"))
 			}
 			job := gatewayJob(ns, "native")
-			out = run("bin/kubectl-sdfleet", "-n", ns, "explain-placement", job.Name)
+			out = run(plugin, "-n", ns, "explain-placement", job.Name)
 			Expect(strings.Count(out, "Candidates now:")).To(Equal(4), out)
 			for _, img := range job.Status.Images {
 				Expect(out).To(ContainSubstring(fmt.Sprintf("Image %d: Succeeded on %s GPU %d (%s)", img.Index, img.Node, *img.GPUIndex, img.GPUUUID)))
