@@ -63,6 +63,14 @@ func (e *explainOptions) run(ctx context.Context, name string) error {
 	return Explain(e.Out, job, events.Items, nodes.Items)
 }
 
+// policyRule says how each policy picks the winner among the usable GPUs.
+var policyRule = map[sdfleetv1alpha1.PlacementPolicy]string{
+	sdfleetv1alpha1.PlacementLeastLoaded: "each image goes to the healthy GPU with room and the lowest effective memory load at that moment (the earliest expected finish once speeds are learned)",
+	sdfleetv1alpha1.PlacementRoundRobin:  "the GPUs are sorted by load once and image i goes to GPU i mod n",
+	sdfleetv1alpha1.PlacementPack:        "each image goes to the most loaded GPU it still fits on, keeping whole GPUs free",
+	sdfleetv1alpha1.PlacementPinned:      "only the GPUs listed in spec.placement.gpus are used",
+}
+
 var imageInNote = regexp.MustCompile(`\bimage (\d+)\b`)
 
 // Explain writes the placement of every image of job, from its status, its events and the
@@ -84,6 +92,7 @@ func Explain(out io.Writer, job *sdfleetv1alpha1.ImageGenerationJob, events []co
 		policy = sdfleetv1alpha1.PlacementLeastLoaded
 	}
 	fmt.Fprintf(out, "Job %s/%s: %d images, policy %s, %s\n", job.Namespace, job.Name, job.Spec.Images, policy, phaseOf(job))
+	fmt.Fprintf(out, "  Policy: %s\n", policyRule[policy])
 	for _, ev := range jobEvents {
 		fmt.Fprintf(out, "  %s: %s\n", ev.Reason, ev.Message)
 	}
