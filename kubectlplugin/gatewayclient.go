@@ -63,7 +63,8 @@ func (o *Options) gateway(g gatewayFlags) (*gatewayClient, error) {
 		address = os.Getenv(GatewayEnv)
 	}
 	if address == "" {
-		return nil, fmt.Errorf("--gateway: want the sdfleet gateway's address (http://host:port), or set $%s", GatewayEnv)
+		return nil, fmt.Errorf("--gateway: want the sdfleet gateway's address (http://host:port), or set $%s; "+
+			"for example kubectl -n sdfleet-system port-forward svc/sdfleet-gateway 8080:80 and --gateway http://localhost:8080", GatewayEnv)
 	}
 	u, err := url.Parse(address)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
