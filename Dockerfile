@@ -18,6 +18,7 @@ COPY api/ api/
 COPY cmd/ cmd/
 COPY controllers/ controllers/
 COPY deviceplugin/ deviceplugin/
+COPY dashboard/ dashboard/
 COPY gateway/ gateway/
 COPY inference/ inference/
 COPY internal/ internal/

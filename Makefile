@@ -62,9 +62,10 @@ helm: ## Build helm from source into bin/helm/<version> (cached).
 	HELM_VERSION=$(HELM_VERSION) hack/build-helm.sh
 
 .PHONY: build
-build: ## Build the binaries into bin/.
+build: ## Build the binaries of the images into bin/ (the kubectl plugin, a client, is made by dist).
 	@mkdir -p bin
 	@for cmd in $$(ls cmd); do \
+	  if [ "$$cmd" = kubectl-sdfleet ]; then continue; fi; \
 	  if [ "$$cmd" = deviceplugin ]; then \
 	    echo "go build (cgo, lazy binding) ./cmd/$$cmd"; \
 	    CGO_ENABLED=1 CGO_CFLAGS='-O2 -g -Wno-deprecated-declarations' $(GO) build -trimpath -ldflags='$(LDFLAGS) -extldflags=-Wl,-z,lazy' -o bin/$$cmd ./cmd/$$cmd; \
@@ -72,6 +73,10 @@ build: ## Build the binaries into bin/.
 	    echo "go build ./cmd/$$cmd"; \
 	    CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o bin/$$cmd ./cmd/$$cmd; \
 	  fi; done
+
+.PHONY: dist
+dist: ## Build the kubectl sdfleet release archives and their Krew manifest into dist/.
+	VERSION=$(VERSION) GO=$(GO) hack/dist.sh
 
 .PHONY: images
 images: build ## Pack the binaries into OCI image archives in bin/images (for the local cluster).

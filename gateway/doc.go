@@ -15,5 +15,6 @@
 // paths the job's status names (images.go). Waiting and the event stream are driven by
 // informers, never by polling (watch.go).
 //
-// "/" is left free for the dashboard.
+// "/" serves the web dashboard (package dashboard), a page that calls the API above with the
+// caller's token.
 package gateway

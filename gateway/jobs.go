@@ -243,6 +243,10 @@ type GPU struct {
 	HealthReason       string                    `json:"healthReason,omitempty"`
 	Simulated          bool                      `json:"simulated,omitempty"`
 	LastHeartbeatTime  *metav1.Time              `json:"lastHeartbeatTime,omitempty"`
+	// SecondsPerMegapixelStep is the operator's learned speed of the GPU (status.learnedSpeeds),
+	// empty before it has learned one; SpeedImages is how many images the figure rests on.
+	SecondsPerMegapixelStep string `json:"secondsPerMegapixelStep,omitempty"`
+	SpeedImages             int64  `json:"speedImages,omitempty"`
 }
 
 // sameState compares what a GPU event reports, leaving the heartbeat out.
@@ -253,6 +257,10 @@ func (g GPU) sameState(o GPU) bool {
 
 func gpusOf(n *sdfleetv1alpha1.GPUNode) []GPU {
 	out := make([]GPU, 0, len(n.Status.GPUs))
+	speeds := make(map[string]sdfleetv1alpha1.GPUSpeed, len(n.Status.LearnedSpeeds))
+	for _, sp := range n.Status.LearnedSpeeds {
+		speeds[sp.UUID] = sp
+	}
 	for _, g := range n.Status.GPUs {
 		var pct int32
 		if g.MemoryTotalBytes > 0 {
@@ -263,7 +271,8 @@ func gpusOf(n *sdfleetv1alpha1.GPUNode) []GPU {
 			MemoryTotalBytes: g.MemoryTotalBytes, MemoryUsedBytes: g.MemoryUsedBytes, MemoryUsedPercent: pct,
 			UtilizationPercent: g.UtilizationPercent, TemperatureCelsius: g.TemperatureCelsius, PowerWatts: g.PowerWatts,
 			Health: g.Health, HealthReason: g.HealthReason, Simulated: n.Status.Simulated,
-			LastHeartbeatTime: n.Status.LastHeartbeatTime,
+			LastHeartbeatTime:       n.Status.LastHeartbeatTime,
+			SecondsPerMegapixelStep: speeds[g.UUID].SecondsPerMegapixelStep, SpeedImages: speeds[g.UUID].Images,
 		})
 	}
 	return out

@@ -18,6 +18,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sdfleet/sdfleet/dashboard"
 )
 
 // Dependencies are the gateway's connections to the cluster.
@@ -105,6 +107,8 @@ func (s *Server) routes() {
 	s.handle("GET /v1/jobs/{namespace}/{name}/images/{file}", writeStatusError, s.nativeImage)
 	s.handle("GET /v1/gpus", writeStatusError, s.nativeGPUs)
 	s.handle("GET /v1/events", writeStatusError, s.nativeEvents)
+	// The web dashboard: a page that calls the API above with the caller's token.
+	dashboard.Register(s.mux)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 }
 

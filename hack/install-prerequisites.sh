@@ -27,6 +27,7 @@ ldconfig -p | grep -q 'libvulkan\.so\.1 ' || need+=(libvulkan1)
 [ -e /usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json ] || need+=(vulkan-validationlayers)
 command -v glslc >/dev/null || need+=(glslc)
 command -v vulkaninfo >/dev/null || need+=(vulkan-tools)
+command -v chromium >/dev/null || need+=(chromium) # the web dashboard's tests drive a real browser
 if $cluster; then
   command -v containerd >/dev/null || need+=(containerd)
   command -v runc >/dev/null || need+=(runc)

@@ -36,6 +36,7 @@ var _ = Describe("sdfleet end to end", Ordered, ContinueOnFailure, func() {
 	gatewayClients()
 	vulkanOnSimulatedGPU()
 	jobPolicy()
+	kubectlPlugin()
 	// The CPU fallback runs last: it removes the device plugin.
 	cpuFallback()
 })

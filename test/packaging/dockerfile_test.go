@@ -97,7 +97,7 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("image target %s is based on %s, want %s (CGO_ENABLED=%s)", b.binary, base, wantBase, b.cgo)
 		}
 	}
-	checkCopiedPackages(t)
+	checkCopiedPackages(t, builds)
 }
 
 // makeBuilds runs `make build` with a go command that only reports what it was asked to build.
@@ -127,8 +127,8 @@ func makeBuilds(t *testing.T) []dockerBuild {
 }
 
 // checkCopiedPackages checks that the Dockerfile copies every folder of the module that the
-// binaries import, so that `docker build` finds their sources.
-func checkCopiedPackages(t *testing.T) {
+// binaries it builds import, so that `docker build` finds their sources.
+func checkCopiedPackages(t *testing.T, builds []dockerBuild) {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
 	if err != nil {
@@ -144,11 +144,15 @@ func checkCopiedPackages(t *testing.T) {
 		}
 	}
 	const module = "github.com/sdfleet/sdfleet/"
-	cmd := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "./cmd/...")
+	args := []string{"list", "-deps", "-f", "{{.ImportPath}}"}
+	for _, b := range builds {
+		args = append(args, b.pkg)
+	}
+	cmd := exec.Command("go", args...)
 	cmd.Dir = repoRoot
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go list -deps ./cmd/...: %v", err)
+		t.Fatalf("go %s: %v", strings.Join(args, " "), err)
 	}
 	for _, pkg := range strings.Fields(string(out)) {
 		if !strings.HasPrefix(pkg, module) {

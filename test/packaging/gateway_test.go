@@ -46,8 +46,10 @@ func gatewayValues(without ...string) map[string]any {
 }
 
 func TestChartGateway(t *testing.T) {
-	if n := len(OfKind(render(t, nil).Objects, "ConfigMap")); n != 0 {
-		t.Errorf("the gateway is off by default, but %d ConfigMaps render", n)
+	for _, kind := range []string{"ConfigMap", "Deployment", "Service"} {
+		if u := Find(render(t, nil).Objects, kind, "sdfleet-gateway"); u != nil {
+			t.Errorf("the gateway is off by default, but its %s renders", kind)
+		}
 	}
 	objs := render(t, gatewayValues()).Objects
 

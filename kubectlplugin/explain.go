@@ -1,0 +1,175 @@
+package kubectlplugin
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+)
+
+type explainOptions struct{ *Options }
+
+func newExplainCommand(o *Options) *cobra.Command {
+	e := &explainOptions{Options: o}
+	return &cobra.Command{
+		Use:   "explain-placement JOB",
+		Short: "For each image of a job: where it was placed, why, and the GPUs it could have used",
+		Long: "Reads the job's status and events. For each image it prints the GPU chosen with the memory load the\n" +
+			"controller saw when it chose it, the GPUs it failed on (retries avoid them), the controller's events\n" +
+			"about it, and every GPU of the cluster as a candidate, with the reason it is or is not usable now.",
+		Example: "  kubectl sdfleet explain-placement fox-x7k2p -n studio",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return e.run(cmd.Context(), args[0])
+		},
+	}
+}
+
+func (e *explainOptions) run(ctx context.Context, name string) error {
+	c, err := e.client()
+	if err != nil {
+		return err
+	}
+	ns, err := e.namespace()
+	if err != nil {
+		return err
+	}
+	job := &sdfleetv1alpha1.ImageGenerationJob{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, job); err != nil {
+		return err
+	}
+	var events corev1.EventList
+	if err := c.List(ctx, &events, client.InNamespace(ns), client.MatchingFieldsSelector{Selector: fields.SelectorFromSet(fields.Set{
+		"involvedObject.kind": "ImageGenerationJob", "involvedObject.name": name,
+	})}); err != nil {
+		return fmt.Errorf("list the job's events: %w", err)
+	}
+	var nodes sdfleetv1alpha1.GPUNodeList
+	if err := c.List(ctx, &nodes); err != nil {
+		return fmt.Errorf("list gpunodes: %w", err)
+	}
+	return Explain(e.Out, job, events.Items, nodes.Items)
+}
+
+// policyRule says how each policy picks the winner among the usable GPUs.
+var policyRule = map[sdfleetv1alpha1.PlacementPolicy]string{
+	sdfleetv1alpha1.PlacementLeastLoaded: "each image goes to the healthy GPU with room and the lowest effective memory load at that moment (the earliest expected finish once speeds are learned)",
+	sdfleetv1alpha1.PlacementRoundRobin:  "the GPUs are sorted by load once and image i goes to GPU i mod n",
+	sdfleetv1alpha1.PlacementPack:        "each image goes to the most loaded GPU it still fits on, keeping whole GPUs free",
+	sdfleetv1alpha1.PlacementPinned:      "only the GPUs listed in spec.placement.gpus are used",
+}
+
+var imageInNote = regexp.MustCompile(`\bimage (\d+)\b`)
+
+// Explain writes the placement of every image of job, from its status, its events and the
+// GPUs of the cluster.
+func Explain(out io.Writer, job *sdfleetv1alpha1.ImageGenerationJob, events []corev1.Event, nodes []sdfleetv1alpha1.GPUNode) error {
+	sort.SliceStable(events, func(i, j int) bool { return eventTime(events[i]).Before(eventTime(events[j])) })
+	perImage := map[int32][]corev1.Event{}
+	var jobEvents []corev1.Event
+	for _, ev := range events {
+		if m := imageInNote.FindStringSubmatch(ev.Message); m != nil {
+			i, _ := strconv.ParseInt(m[1], 10, 32)
+			perImage[int32(i)] = append(perImage[int32(i)], ev)
+		} else {
+			jobEvents = append(jobEvents, ev)
+		}
+	}
+	policy := job.Spec.Placement.Policy
+	if policy == "" {
+		policy = sdfleetv1alpha1.PlacementLeastLoaded
+	}
+	fmt.Fprintf(out, "Job %s/%s: %d images, policy %s, %s\n", job.Namespace, job.Name, job.Spec.Images, policy, phaseOf(job))
+	fmt.Fprintf(out, "  Policy: %s\n", policyRule[policy])
+	for _, ev := range jobEvents {
+		fmt.Fprintf(out, "  %s: %s\n", ev.Reason, ev.Message)
+	}
+	rows := GPURows(nodes, nil)
+	for _, img := range job.Status.Images {
+		fmt.Fprintf(out, "\nImage %d: %s on %s", img.Index, img.Phase, where(img))
+		if img.GPUMemoryLoadPercent != nil {
+			fmt.Fprintf(out, ", chosen at %d%% memory load", *img.GPUMemoryLoadPercent)
+		}
+		fmt.Fprintf(out, ", attempt %d\n", max(img.Attempts, 1))
+		if len(img.FailedGPUs) > 0 {
+			fmt.Fprintf(out, "  Failed before on: %s (not chosen again while another GPU has room)\n", strings.Join(img.FailedGPUs, ", "))
+		}
+		if img.Message != "" {
+			fmt.Fprintf(out, "  Message: %s\n", img.Message)
+		}
+		for _, ev := range perImage[img.Index] {
+			fmt.Fprintf(out, "  %s: %s\n", ev.Reason, ev.Message)
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		fmt.Fprintln(out, "  Candidates now:")
+		for _, r := range rows {
+			fmt.Fprintf(out, "    %s GPU %d (%s)\t%s\n", r.Node, r.Index, r.UUID, candidateNote(img, r, job))
+		}
+	}
+	return nil
+}
+
+// candidateNote says whether a GPU is usable for img now, and why not.
+func candidateNote(img sdfleetv1alpha1.ImageStatus, r GPURow, job *sdfleetv1alpha1.ImageGenerationJob) string {
+	speed := "speed not learned yet"
+	if r.Speed != "-" {
+		speed = r.Speed + " s per megapixel-step"
+	}
+	load := fmt.Sprintf("memory %d%%, utilisation %d%%, %s", r.MemoryPct, r.UtilPct, speed)
+	var notes []string
+	if img.GPUUUID == r.UUID {
+		notes = append(notes, "chosen")
+	}
+	if r.Health != sdfleetv1alpha1.GPUHealthy {
+		reason := r.Reason
+		if reason == "" {
+			reason = "no reason given"
+		}
+		notes = append(notes, "unhealthy ("+reason+"): never chosen")
+	}
+	for _, failed := range img.FailedGPUs {
+		if failed == r.UUID {
+			notes = append(notes, "the image failed here before")
+		}
+	}
+	if job.Spec.Placement.Policy == sdfleetv1alpha1.PlacementPinned && !pinned(job, r) {
+		notes = append(notes, "not among the pinned GPUs")
+	}
+	if len(notes) == 0 {
+		notes = append(notes, "usable")
+	}
+	return strings.Join(notes, "; ") + "; " + load
+}
+
+func pinned(job *sdfleetv1alpha1.ImageGenerationJob, r GPURow) bool {
+	for _, sel := range job.Spec.Placement.GPUs {
+		if (sel.UUID != "" && sel.UUID == r.UUID) || (sel.Node == r.Node && sel.Index != nil && *sel.Index == r.Index) {
+			return true
+		}
+	}
+	return false
+}
+
+func eventTime(ev corev1.Event) time.Time {
+	switch {
+	case !ev.EventTime.IsZero():
+		return ev.EventTime.Time
+	case !ev.LastTimestamp.IsZero():
+		return ev.LastTimestamp.Time
+	}
+	return ev.CreationTimestamp.Time
+}

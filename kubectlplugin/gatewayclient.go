@@ -1,0 +1,237 @@
+package kubectlplugin
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/gateway"
+)
+
+// GatewayEnv names the gateway's address when --gateway is not given.
+const GatewayEnv = "SDFLEET_GATEWAY"
+
+// gatewayFlags are the flags of the commands that talk to the gateway.
+type gatewayFlags struct {
+	address string
+}
+
+func (g *gatewayFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&g.address, "gateway", "",
+		"Address of the sdfleet gateway (http://host:port); empty uses $"+GatewayEnv+". The kubeconfig's (or --token's) bearer token is sent to it.")
+}
+
+// statusError is an answer of the gateway other than a success.
+type statusError struct {
+	code    int
+	message string
+}
+
+func (e *statusError) Error() string { return e.message }
+
+func isNotFound(err error) bool {
+	var s *statusError
+	return errors.As(err, &s) && s.code == http.StatusNotFound
+}
+
+// gatewayClient calls the gateway's native API with the caller's bearer token, so that the
+// gateway's TokenReview and SubjectAccessReview decide what the caller may do.
+type gatewayClient struct {
+	base      string
+	token     string
+	namespace string // sent as the namespace header when -n was given
+	http      *http.Client
+}
+
+func (o *Options) gateway(g gatewayFlags) (*gatewayClient, error) {
+	address := g.address
+	if address == "" {
+		address = os.Getenv(GatewayEnv)
+	}
+	if address == "" {
+		return nil, fmt.Errorf("--gateway: want the sdfleet gateway's address (http://host:port), or set $%s; "+
+			"for example kubectl -n sdfleet-system port-forward svc/sdfleet-gateway 8080:80 and --gateway http://localhost:8080", GatewayEnv)
+	}
+	u, err := url.Parse(address)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--gateway %q: want an http:// or https:// address with a host", address)
+	}
+	cfg, err := o.Config.ToRESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	token := cfg.BearerToken
+	if token == "" && cfg.BearerTokenFile != "" {
+		data, err := os.ReadFile(cfg.BearerTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("bearer token file of the kubeconfig: %w", err)
+		}
+		token = strings.TrimSpace(string(data))
+	}
+	if token == "" {
+		return nil, errors.New("the gateway needs a bearer token and the kubeconfig has none: pass --token (for example $(kubectl create token NAME))")
+	}
+	c := &gatewayClient{base: strings.TrimSuffix(address, "/"), token: token, http: &http.Client{}}
+	if o.Config.Namespace != nil && *o.Config.Namespace != "" {
+		c.namespace = *o.Config.Namespace
+	}
+	return c, nil
+}
+
+func (c *gatewayClient) do(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var r io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		r = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.namespace != "" {
+		req.Header.Set(gateway.NamespaceHeader, c.namespace)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("gateway %s: %w", c.base, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer func() { _ = resp.Body.Close() }()
+		return nil, &statusError{code: resp.StatusCode, message: fmt.Sprintf("gateway %s %s: %s", method, path, gatewayError(resp))}
+	}
+	return resp, nil
+}
+
+// gatewayError is the message of a native API error (a Kubernetes Status).
+func gatewayError(resp *http.Response) string {
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var status struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(data, &status) == nil && status.Message != "" {
+		return fmt.Sprintf("%d: %s", resp.StatusCode, status.Message)
+	}
+	return fmt.Sprintf("%d: %s", resp.StatusCode, strings.TrimSpace(string(data)))
+}
+
+// createJob submits a job spec through POST /v1/jobs; the gateway fills in the model's
+// location and the output from its administrator's configuration.
+func (c *gatewayClient) createJob(ctx context.Context, body map[string]any) (namespace, name string, err error) {
+	resp, err := c.do(ctx, http.MethodPost, "/v1/jobs", body)
+	if err != nil {
+		return "", "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var created struct{ Namespace, Name string }
+	if err := json.NewDecoder(resp.Body).Decode(&created); err != nil {
+		return "", "", fmt.Errorf("gateway's answer to POST /v1/jobs: %w", err)
+	}
+	return created.Namespace, created.Name, nil
+}
+
+// Download is one image written to disk.
+type Download struct {
+	Path  string
+	Image sdfleetv1alpha1.ImageStatus
+}
+
+// downloadImages writes every succeeded image of job into dir as <job>-<index>.png, each
+// checked against the SHA-256 of the job's status.
+func (c *gatewayClient) downloadImages(ctx context.Context, job *sdfleetv1alpha1.ImageGenerationJob, dir string) ([]Download, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("--out %s: %w", dir, err)
+	}
+	var done []Download
+	for _, img := range job.Status.Images {
+		if img.Phase != sdfleetv1alpha1.ImageSucceeded {
+			continue
+		}
+		path := filepath.Join(dir, fmt.Sprintf("%s-%d.png", job.Name, img.Index))
+		if err := c.downloadImage(ctx, job, img, path); err != nil {
+			return done, err
+		}
+		done = append(done, Download{Path: path, Image: img})
+	}
+	return done, nil
+}
+
+func (c *gatewayClient) downloadImage(ctx context.Context, job *sdfleetv1alpha1.ImageGenerationJob, img sdfleetv1alpha1.ImageStatus, file string) error {
+	path := fmt.Sprintf("/v1/jobs/%s/%s/images/%d.png", url.PathEscape(job.Namespace), url.PathEscape(job.Name), img.Index)
+	resp, err := c.do(ctx, http.MethodGet, path, nil)
+	// The gateway reads jobs through an informer, which may be a moment behind the watch
+	// that saw the image finish: a "not written yet" is asked again for a few seconds.
+	for delay := 100 * time.Millisecond; isNotFound(err) && delay < 5*time.Second; delay *= 2 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		resp, err = c.do(ctx, http.MethodGet, path, nil)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	tmp, err := os.CreateTemp(filepath.Dir(file), ".download-*")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.Remove(tmp.Name()) }()
+	sum := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(tmp, sum), resp.Body); err != nil {
+		_ = tmp.Close()
+		return fmt.Errorf("image %d of %s/%s: %w", img.Index, job.Namespace, job.Name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); img.SHA256 != "" && got != img.SHA256 {
+		return fmt.Errorf("image %d of %s/%s: SHA-256 %s, but the job's status says %s", img.Index, job.Namespace, job.Name, got, img.SHA256)
+	}
+	return os.Rename(tmp.Name(), file)
+}
+
+// where says on which node and GPU an image ran.
+func where(img sdfleetv1alpha1.ImageStatus) string {
+	switch {
+	case img.Node == "":
+		return "not placed"
+	case img.GPUUUID != "" && img.GPUIndex != nil:
+		return fmt.Sprintf("%s GPU %d (%s)", img.Node, *img.GPUIndex, img.GPUUUID)
+	case img.GPUUUID != "":
+		return fmt.Sprintf("%s GPU %s", img.Node, img.GPUUUID)
+	}
+	device := img.Device
+	if device == "" {
+		device = "cpu"
+	}
+	return img.Node + " " + strings.ToUpper(device)
+}
+
+// printDownloads prints one line per image: file, where it ran, its seed.
+func printDownloads(out io.Writer, downloads []Download) {
+	for _, d := range downloads {
+		fmt.Fprintf(out, "%s\t%s\tseed %d\n", d.Path, where(d.Image), d.Image.Seed)
+	}
+}
