@@ -22,7 +22,8 @@ command -v gcc >/dev/null || need+=(gcc libc6-dev) # cgo: the device plugin load
 command -v prometheus >/dev/null || need+=(prometheus) # the dashboard test evaluates every query in a real Prometheus
 # The Vulkan backend's tests run on Mesa's software device (lavapipe) with the validation layers;
 # glslc regenerates the committed SPIR-V shaders (make verify) and vulkaninfo reports the devices.
-ldconfig -p | grep -q 'libvulkan\.so\.1 ' || need+=(libvulkan1)
+# (grep without -q: it reads all of ldconfig's output, which pipefail would otherwise see die of SIGPIPE)
+ldconfig -p | grep 'libvulkan\.so\.1 ' >/dev/null || need+=(libvulkan1)
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || need+=(mesa-vulkan-drivers)
 [ -e /usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json ] || need+=(vulkan-validationlayers)
 command -v glslc >/dev/null || need+=(glslc)

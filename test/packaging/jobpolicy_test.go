@@ -24,6 +24,7 @@ import (
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
 	"github.com/sdfleet/sdfleet/controllers"
 	"github.com/sdfleet/sdfleet/controllers/jobpolicy"
+	sdtesting "github.com/sdfleet/sdfleet/controllers/testing"
 	"github.com/sdfleet/sdfleet/test/envtest"
 )
 
@@ -346,6 +347,15 @@ var _ = Describe("the job policy", Ordered, func() {
 			return user.Create(suiteCtx, job)
 		}).Should(Succeed())
 		Expect(k8s.Create(suiteCtx, binding.DeepCopy())).To(Succeed())
+		// A healthy GPU for the allowed job: GPUNodes other specs left behind have gone silent,
+		// and silent GPUs make images wait rather than run on the CPU.
+		gn := sdtesting.MakeGPUNode("policy-node").GPU(0, 0, 80, 4).Obj()
+		gn.Status.HeartbeatIntervalSeconds = 3600
+		status := gn.Status.DeepCopy()
+		Expect(k8s.Create(suiteCtx, gn)).To(Succeed())
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8s.Delete(suiteCtx, gn))).To(Succeed()) })
+		gn.Status = *status
+		Expect(k8s.Status().Update(suiteCtx, gn)).To(Succeed())
 		Expect(user.Create(suiteCtx, policyJob("allowed", tenantNS))).To(Succeed())
 
 		Eventually(func(g Gomega) {
