@@ -22,8 +22,8 @@ var _ = Describe("Fan-out and placement", func() {
 	BeforeEach(func() { ns = newNamespace() })
 	AfterEach(func() { deleteJobs(ns) })
 
-	// The seed system's use case: 4 images on 1 to 4 equal idle GPUs.
-	DescribeTable("4 images over equal idle GPUs land as the seed describes",
+	// The basic use case: 4 images on 1 to 4 equal idle GPUs.
+	DescribeTable("4 images over equal idle GPUs land one per GPU, doubling up only where GPUs are fewer",
 		func(policy sdfleetv1alpha1.PlacementPolicy, gpus int, want []int) {
 			node := fmt.Sprintf("seed-%s", ns)
 			gn := sdtesting.MakeGPUNode(node)
@@ -53,7 +53,7 @@ var _ = Describe("Fan-out and placement", func() {
 		Entry("3 GPUs", sdfleetv1alpha1.PlacementLeastLoaded, 3, []int{2, 1, 1}),
 		Entry("4 GPUs", sdfleetv1alpha1.PlacementLeastLoaded, 4, []int{1, 1, 1, 1}),
 		Entry("5 GPUs: one image each on four", sdfleetv1alpha1.PlacementLeastLoaded, 5, []int{1, 1, 1, 1}),
-		Entry("3 GPUs, RoundRobin (the seed's own method)", sdfleetv1alpha1.PlacementRoundRobin, 3, []int{2, 1, 1}),
+		Entry("3 GPUs, RoundRobin (sorted once by load, dealt in turn)", sdfleetv1alpha1.PlacementRoundRobin, 3, []int{2, 1, 1}),
 		Entry("4 GPUs, RoundRobin", sdfleetv1alpha1.PlacementRoundRobin, 4, []int{1, 1, 1, 1}),
 	)
 

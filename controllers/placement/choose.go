@@ -211,9 +211,9 @@ func compareRR(a, b rrItem) int {
 	return cmp.Compare(a.tie, b.tie)
 }
 
-// placeRoundRobin is the seed system's method: sort the usable GPUs by load once, then deal
-// image i to GPU i mod n. A GPU that no longer fits is skipped for the next one that does (an
-// avoided GPU only when no other fits).
+// placeRoundRobin is the classic single-host balancer's method: sort the usable GPUs by load
+// once, then deal image i to GPU i mod n. A GPU that no longer fits is skipped for the next one
+// that does (an avoided GPU only when no other fits).
 func (e *Engine) placeRoundRobin(dst []Decision, snap Snapshot, req Request, policy sdfleetv1alpha1.PlacementPolicy) {
 	order := e.rrOrder[:0]
 	for _, c := range e.cands {

@@ -44,8 +44,8 @@
 //     Request.Backlog) sooner than that GPU would finish one; when there are more images than
 //     the busy GPUs can take in that time, the free GPU gets one now
 //     (Config.NoWaitForFasterGPU turns the waiting off).
-//   - RoundRobin: the seed system's method. The usable GPUs are sorted once by load; image i
-//     goes to GPU i mod n, skipping GPUs that no longer fit.
+//   - RoundRobin: the classic single-host balancer's method. The usable GPUs are sorted once
+//     by load; image i goes to GPU i mod n, skipping GPUs that no longer fit.
 //   - Pack: the most loaded GPU that still fits, to keep whole GPUs free.
 //   - Pinned: only the GPUs of Request.Pinned, least loaded among them. A pinned GPU that is not
 //     in the snapshot is an error naming it.

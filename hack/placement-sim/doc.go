@@ -27,8 +27,8 @@
 //
 // # Strategies
 //
-//   - gpu0: every image on the first GPU (the seed system before it spread images).
-//   - seed-round-robin: the seed system: at job arrival, sort the healthy GPUs by published
+//   - gpu0: every image on the first GPU (a backend that ignores the other GPUs).
+//   - seed-round-robin: a single-host balancer: at job arrival, sort the healthy GPUs by published
 //     load and deal image i to GPU i mod n. Images are bound at once; a GPU runs its slots'
 //     worth and queues the rest.
 //   - count-spread: what a count-based device plugin with time-slicing gives: each image is

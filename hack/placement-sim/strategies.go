@@ -70,7 +70,7 @@ func (r *seedRoundRobin) arrive(s *sim, j *job) {
 	}
 }
 
-// retry places the image as the seed system places a new one-image job: on the least loaded.
+// retry places the image as a single-host balancer places a new one-image job: on the least loaded.
 func (r *seedRoundRobin) retry(s *sim, img *image) {
 	if !r.sortGPUs(s) {
 		s.failImage(img)

@@ -20,7 +20,7 @@ import (
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
 )
 
-// descending sorts image counts from the most to the fewest, the shape the seed's table gives
+// descending sorts image counts from the most to the fewest, the shape the expected spread has
 // whatever GPU the round-robin tie-break starts from.
 func descending(counts []int) []int {
 	out := append([]int(nil), counts...)
@@ -42,8 +42,8 @@ var _ = Describe("sdfleet end to end", Ordered, ContinueOnFailure, func() {
 })
 
 func seedUseCases() bool {
-	return Describe("The seed system's use cases on real components", func() {
-		DescribeTable("4 images over the available GPUs land as the seed describes",
+	return Describe("The basic use cases on real components", func() {
+		DescribeTable("4 images over the available GPUs land one per GPU, doubling up only where GPUs are fewer",
 			func(available int, want []int) {
 				// GPUs beyond the available ones are full: no image fits there.
 				loads := make([]float64, gpus)
