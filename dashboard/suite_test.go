@@ -12,12 +12,9 @@ import (
 	"github.com/chromedp/chromedp"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -126,21 +123,12 @@ var _ = AfterSuite(func() {
 func newViewer(ns string) string {
 	GinkgoHelper()
 	Expect(k8s.Create(suiteCtx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
-	Expect(k8s.Create(suiteCtx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "viewer", Namespace: ns}})).To(Succeed())
-	subject := []rbacv1.Subject{{Kind: "ServiceAccount", Name: "viewer", Namespace: ns}}
-	Expect(k8s.Create(suiteCtx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "viewer", Namespace: ns},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"sdfleet.io"}, Resources: []string{"imagegenerationjobs"},
-			Verbs: []string{"create", "get", "list", "watch"}}}})).To(Succeed())
-	Expect(k8s.Create(suiteCtx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "viewer", Namespace: ns},
-		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "viewer"}, Subjects: subject})).To(Succeed())
-	Expect(k8s.Create(suiteCtx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ns + "-gpus"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"sdfleet.io"}, Resources: []string{"gpunodes"}, Verbs: []string{"get", "list", "watch"}}}})).To(Succeed())
-	Expect(k8s.Create(suiteCtx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: ns + "-gpus"},
-		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: ns + "-gpus"}, Subjects: subject})).To(Succeed())
 	kube, err := kubernetes.NewForConfig(env.Config)
 	Expect(err).NotTo(HaveOccurred())
-	tr, err := kube.CoreV1().ServiceAccounts(ns).CreateToken(suiteCtx, "viewer",
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	tenants := envtest.Tenants{Client: k8s, Kube: kube}
+	token, err := tenants.ServiceAccountToken(suiteCtx, ns, "viewer")
 	Expect(err).NotTo(HaveOccurred())
-	return tr.Status.Token
+	Expect(tenants.GrantJobs(suiteCtx, ns, "viewer", "create", "get", "list", "watch")).To(Succeed())
+	Expect(tenants.GrantGPUNodeRead(suiteCtx, ns, "viewer")).To(Succeed())
+	return token
 }

@@ -18,9 +18,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -137,32 +135,17 @@ func newTenant() tenant {
 	ns := fmt.Sprintf("team-%d", nsCounter.Add(1))
 	Expect(k8s.Create(suiteCtx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 	t := tenant{ns: ns}
+	tenants := envtest.Tenants{Client: k8s, Kube: kube}
 	for name, dst := range map[string]*string{"writer": &t.writer, "reader": &t.reader, "stranger": &t.stranger} {
-		Expect(k8s.Create(suiteCtx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}})).To(Succeed())
-		tr, err := kube.CoreV1().ServiceAccounts(ns).CreateToken(suiteCtx, name,
-			&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+		token, err := tenants.ServiceAccountToken(suiteCtx, ns, name)
 		Expect(err).NotTo(HaveOccurred())
-		*dst = tr.Status.Token
+		*dst = token
 	}
-	grant(ns, "writer", []string{"create", "get", "list", "watch"})
-	grant(ns, "reader", []string{"get"})
+	Expect(tenants.GrantJobs(suiteCtx, ns, "writer", "create", "get", "list", "watch")).To(Succeed())
+	Expect(tenants.GrantJobs(suiteCtx, ns, "reader", "get")).To(Succeed())
 	// The writer may see the cluster's GPUs.
-	crName := ns + "-gpus"
-	Expect(k8s.Create(suiteCtx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: crName},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"sdfleet.io"}, Resources: []string{"gpunodes"}, Verbs: []string{"get", "list", "watch"}}}})).To(Succeed())
-	Expect(k8s.Create(suiteCtx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: crName},
-		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: crName},
-		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "writer", Namespace: ns}}})).To(Succeed())
+	Expect(tenants.GrantGPUNodeRead(suiteCtx, ns, "writer")).To(Succeed())
 	return t
-}
-
-func grant(ns, sa string, verbs []string) {
-	GinkgoHelper()
-	Expect(k8s.Create(suiteCtx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: ns},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"sdfleet.io"}, Resources: []string{"imagegenerationjobs"}, Verbs: verbs}}})).To(Succeed())
-	Expect(k8s.Create(suiteCtx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: ns},
-		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: sa},
-		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: ns}}})).To(Succeed())
 }
 
 // unfinishedJob waits for a job in ns that has not finished yet and returns it.

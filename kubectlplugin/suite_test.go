@@ -10,15 +10,10 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gbytes"
-	authnv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -132,17 +127,12 @@ func run(out, errOut *gbytes.Buffer, args ...string) error {
 }
 
 // serviceAccountToken creates namespace ns's service account name, allowed verbs on jobs
-// there and to list GPU nodes, and returns a token for it.
+// there, and returns a token for it.
 func serviceAccountToken(ns, name string, verbs ...string) string {
 	GinkgoHelper()
-	Expect(k8s.Create(suiteCtx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}})).To(Succeed())
-	subject := []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}}
-	Expect(k8s.Create(suiteCtx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"sdfleet.io"}, Resources: []string{"imagegenerationjobs"}, Verbs: verbs}}})).To(Succeed())
-	Expect(k8s.Create(suiteCtx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name}, Subjects: subject})).To(Succeed())
-	tr, err := kube.CoreV1().ServiceAccounts(ns).CreateToken(suiteCtx, name,
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	tenants := envtest.Tenants{Client: k8s, Kube: kube}
+	token, err := tenants.ServiceAccountToken(suiteCtx, ns, name)
 	Expect(err).NotTo(HaveOccurred())
-	return tr.Status.Token
+	Expect(tenants.GrantJobs(suiteCtx, ns, name, verbs...)).To(Succeed())
+	return token
 }

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,14 +25,13 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
 	sdtesting "github.com/sdfleet/sdfleet/controllers/testing"
+	"github.com/sdfleet/sdfleet/hack/benchproc"
 	"github.com/sdfleet/sdfleet/test/envtest"
 )
 
@@ -101,7 +99,7 @@ func run(o options) error {
 		return err
 	}
 	kubeconfig := filepath.Join(work, "kubeconfig")
-	if err := writeKubeconfig(env.Config, kubeconfig); err != nil {
+	if err := benchproc.WriteKubeconfig(env.Config, kubeconfig); err != nil {
 		return err
 	}
 
@@ -110,11 +108,11 @@ func run(o options) error {
 		return err
 	}
 
-	metricsAddr, err := freeAddress()
+	metricsAddr, err := benchproc.FreeAddress()
 	if err != nil {
 		return err
 	}
-	probeAddr, err := freeAddress()
+	probeAddr, err := benchproc.FreeAddress()
 	if err != nil {
 		return err
 	}
@@ -133,7 +131,7 @@ func run(o options) error {
 		_ = mgr.Wait()
 	}()
 	// Ready means the manager's caches are synced: the job is timed from a working controller.
-	if err := waitForOK(ctx, "http://"+probeAddr+"/readyz"); err != nil {
+	if err := benchproc.WaitForOK(ctx, "manager", "http://"+probeAddr+"/readyz"); err != nil {
 		return err
 	}
 
@@ -158,7 +156,7 @@ func run(o options) error {
 	}
 	elapsed := done.Sub(start)
 
-	cpu, rss, err := processFigures(mgr.Process.Pid)
+	cpu, rss, err := benchproc.Figures(mgr.Process.Pid)
 	if err != nil {
 		return err
 	}
@@ -179,17 +177,6 @@ func run(o options) error {
 	fmt.Printf("controller CPU seconds     %.2f\n", cpu)
 	fmt.Printf("controller peak memory     %.1f MiB (VmHWM)\n", float64(rss)/(1<<20))
 	return nil
-}
-
-// writeKubeconfig writes the envtest admin credentials for the manager process.
-func writeKubeconfig(cfg *rest.Config, path string) error {
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData,
-		Token: cfg.BearerToken}
-	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "admin"}
-	kc.CurrentContext = "envtest"
-	return clientcmd.WriteToFile(*kc, path)
 }
 
 func publishNodes(ctx context.Context, c client.Client, o options) error {
@@ -361,33 +348,6 @@ func waitForJob(ctx context.Context, c client.Client, key types.NamespacedName, 
 	}
 }
 
-func freeAddress() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func waitForOK(ctx context.Context, url string) error {
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %s", resp.Status)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the manager's %s never answered OK: %w", url, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 // managerWrites sums the manager's non-read requests from client-go's
 // rest_client_requests_total.
 func managerWrites(ctx context.Context, addr string) (int64, string, error) {
@@ -427,34 +387,4 @@ func managerWrites(ctx context.Context, addr string) (int64, string, error) {
 	}
 	return total, fmt.Sprintf("POST %d, PUT %d, PATCH %d, DELETE %d", byMethod["POST"], byMethod["PUT"],
 		byMethod["PATCH"], byMethod["DELETE"]), nil
-}
-
-// processFigures reads a process's CPU seconds (user + system) and peak resident memory.
-func processFigures(pid int) (float64, int64, error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	// Fields after the command name, which is in parentheses and may hold spaces.
-	rest := string(stat[strings.LastIndexByte(string(stat), ')')+2:])
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	utime, _ := strconv.ParseFloat(f[11], 64)
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	const clockTicks = 100 // USER_HZ on Linux
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	var hwm int64
-	for _, line := range strings.Split(string(status), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			f := strings.Fields(line)
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			hwm = kb * 1024
-		}
-	}
-	return (utime + stime) / clockTicks, hwm, nil
 }

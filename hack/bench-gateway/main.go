@@ -12,7 +12,6 @@ import (
 	"image/color"
 	"image/png"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,14 +34,13 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/hack/benchproc"
 	"github.com/sdfleet/sdfleet/test/envtest"
 )
 
@@ -125,7 +123,7 @@ func run(o options) error {
 	}
 
 	kubeconfig := filepath.Join(work, "kubeconfig")
-	if err := writeKubeconfig(env.Config, kubeconfig); err != nil {
+	if err := benchproc.WriteKubeconfig(env.Config, kubeconfig); err != nil {
 		return err
 	}
 	configFile := filepath.Join(work, "config.yaml")
@@ -133,11 +131,11 @@ func run(o options) error {
 		"output:\n  hostPath: {path: "+hostOutput+"}\n"), 0o644); err != nil {
 		return err
 	}
-	addr, err := freeAddress()
+	addr, err := benchproc.FreeAddress()
 	if err != nil {
 		return err
 	}
-	probe, err := freeAddress()
+	probe, err := benchproc.FreeAddress()
 	if err != nil {
 		return err
 	}
@@ -152,12 +150,12 @@ func run(o options) error {
 		_ = gw.Process.Signal(syscall.SIGTERM)
 		_ = gw.Wait()
 	}()
-	if err := waitForOK(ctx, "http://"+probe+"/readyz"); err != nil {
+	if err := benchproc.WaitForOK(ctx, "gateway", "http://"+probe+"/readyz"); err != nil {
 		return err
 	}
 	base := "http://" + addr
 	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.concurrency}}
-	_, rssIdle, err := processFigures(gw.Process.Pid)
+	_, rssIdle, err := benchproc.Figures(gw.Process.Pid)
 	if err != nil {
 		return err
 	}
@@ -210,11 +208,11 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	cpu, rssPeak, err := processFigures(gw.Process.Pid)
+	cpu, rssPeak, err := benchproc.Figures(gw.Process.Pid)
 	if err != nil {
 		return err
 	}
-	rssNow, err := currentRSS(gw.Process.Pid)
+	rssNow, err := benchproc.StatusBytes(gw.Process.Pid, "VmRSS:")
 	if err != nil {
 		return err
 	}
@@ -510,76 +508,4 @@ func pct(ds []time.Duration, p int) string {
 		i--
 	}
 	return s[i].Round(10 * time.Microsecond).String()
-}
-
-// writeKubeconfig writes the envtest admin credentials for the gateway process.
-func writeKubeconfig(cfg *rest.Config, path string) error {
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData,
-		Token: cfg.BearerToken}
-	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "admin"}
-	kc.CurrentContext = "envtest"
-	return clientcmd.WriteToFile(*kc, path)
-}
-
-func freeAddress() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func waitForOK(ctx context.Context, url string) error {
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %s", resp.Status)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the gateway's %s never answered OK: %w", url, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// processFigures reads a process's CPU seconds and peak resident memory (VmHWM).
-func processFigures(pid int) (float64, int64, error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	rest := string(stat[strings.LastIndexByte(string(stat), ')')+2:])
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	utime, _ := strconv.ParseFloat(f[11], 64)
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	hwm, err := statusField(pid, "VmHWM:")
-	return (utime + stime) / 100, hwm, err
-}
-
-func currentRSS(pid int) (int64, error) { return statusField(pid, "VmRSS:") }
-
-func statusField(pid int, name string) (int64, error) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if strings.HasPrefix(line, name) {
-			f := strings.Fields(line)
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb * 1024, nil
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, name)
 }
