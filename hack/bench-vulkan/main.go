@@ -15,8 +15,9 @@ import (
 func main() {
 	index := flag.Int("device", 0, "Vulkan device index (vulkan:N)")
 	repeat := flag.Int("repeat", 3, "runs per figure; the best is reported")
+	f32Act := flag.Bool("f32", false, "fp32 activations (the phase a backend.F32Activations caller gets) instead of fp16")
 	flag.Parse()
-	if err := run(*index, *repeat); err != nil {
+	if err := run(*index, *repeat, *f32Act); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-vulkan:", err)
 		os.Exit(1)
 	}
@@ -32,13 +33,18 @@ type kernelCase struct {
 	rec   func() error
 }
 
-func run(index, repeat int) error {
+func run(index, repeat int, f32Act bool) error {
 	d, err := vulkan.Open(vulkan.Options{Select: vulkan.Selector{Index: index}})
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	fmt.Printf("device %s (%s), maxStorageBufferRange %d MiB\n", d.Name(), d.UUID(), d.Properties().MaxStorageBufferRange>>20)
+	if f32Act {
+		if _, err := d.SetActivationDType(tensor.F32); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("device %s (%s), maxStorageBufferRange %d MiB, %v activations\n", d.Name(), d.UUID(), d.Properties().MaxStorageBufferRange>>20, d.ActivationDType())
 
 	rng := rand.New(rand.NewPCG(1, 1))
 	act := func(dims ...int) *vulkan.Tensor {
@@ -68,7 +74,8 @@ func run(index, repeat int) error {
 		}
 		return t
 	}
-	const f32 = 4
+	// Bytes per activation element, for the memory-bound kernels' GB/s.
+	bytes := float64(d.ActivationDType().Size())
 
 	mmX, mmW, mmB, mmD := act(1, 1024, 320), weight(320, 320), weight(320), act(1, 1024, 320)
 	cvX, cvW, cvB, cvD := act(1, 32, 32, 320), weight(320, 320, 3, 3), weight(320), act(1, 32, 32, 320)
@@ -103,18 +110,18 @@ func run(index, repeat int) error {
 		{"attention cross", "1024 × 77 tokens, 8 heads of 40", 4 * 8 * 1024 * 77 * 40, "GFLOP/s", func() error {
 			return d.Attention(o, q, ck, cv, backend.AttentionParams{Heads: 8})
 		}},
-		{"group norm +silu", "64x64x320, 32 groups", 2 * 64 * 64 * 320 * f32 * 1.5, "GB/s", func() error {
+		{"group norm +silu", "64x64x320, 32 groups", 2 * 64 * 64 * 320 * bytes * 1.5, "GB/s", func() error {
 			return d.GroupNorm(gnD, gnX, 32, gnS, gnT, 1e-5, backend.SiLU)
 		}},
-		{"layer norm", "4096x320", 2 * 4096 * 320 * f32 * 1.5, "GB/s", func() error {
+		{"layer norm", "4096x320", 2 * 4096 * 320 * bytes * 1.5, "GB/s", func() error {
 			return d.LayerNorm(lnD, lnX, lnS, lnT, 1e-5)
 		}},
-		{"geglu", "1024x2560 → 1280", (1024*2560 + 1024*1280) * f32, "GB/s", func() error { return d.GEGLU(ggD, ggX) }},
-		{"axpby", "64x64x320", 3 * 64 * 64 * 320 * f32, "GB/s", func() error { return d.Axpby(ewX, 0.5, ewX, 0.5, ewY) }},
-		{"activate silu", "64x64x320", 2 * 64 * 64 * 320 * f32, "GB/s", func() error { return d.Activate(ewY, ewX, backend.SiLU) }},
-		{"resize nearest 2x", "32x32x320 → 64x64", (32*32*320 + 64*64*320) * f32, "GB/s", func() error { return d.ResizeNearest(upD, upX) }},
-		{"concat", "32x32x(320+320)", 2 * 32 * 32 * 640 * f32, "GB/s", func() error { return d.Concat(catD, catA, catB) }},
-		{"embedding", "77 of 49408x768 fp16", 77 * 768 * (2 + f32), "GB/s", func() error { return d.Embedding(emD, emT, ids) }},
+		{"geglu", "1024x2560 → 1280", (1024*2560 + 1024*1280) * bytes, "GB/s", func() error { return d.GEGLU(ggD, ggX) }},
+		{"axpby", "64x64x320", 3 * 64 * 64 * 320 * bytes, "GB/s", func() error { return d.Axpby(ewX, 0.5, ewX, 0.5, ewY) }},
+		{"activate silu", "64x64x320", 2 * 64 * 64 * 320 * bytes, "GB/s", func() error { return d.Activate(ewY, ewX, backend.SiLU) }},
+		{"resize nearest 2x", "32x32x320 → 64x64", (32*32*320 + 64*64*320) * bytes, "GB/s", func() error { return d.ResizeNearest(upD, upX) }},
+		{"concat", "32x32x(320+320)", 2 * 32 * 32 * 640 * bytes, "GB/s", func() error { return d.Concat(catD, catA, catB) }},
+		{"embedding", "77 of 49408x768 fp16", 77 * 768 * (2 + bytes), "GB/s", func() error { return d.Embedding(emD, emT, ids) }},
 	}
 	if err := d.Sync(); err != nil {
 		return err

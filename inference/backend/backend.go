@@ -124,8 +124,9 @@ type Backend interface {
 	Name() string
 
 	// Alloc returns an uninitialised activation of the given shape in the
-	// backend's activation dtype. Every operation writes all of its dst,
-	// so nothing needs clearing.
+	// backend's activation dtype (F32 on the CPU, F16 on a GPU backend
+	// unless the phase asked for F32: see ActivationPrecision). Every
+	// operation writes all of its dst, so nothing needs clearing.
 	Alloc(shape ...int) (Tensor, error)
 	// Reshape returns a view of t with a new shape of the same element
 	// count; one dimension may be -1 and is then inferred. The view shares
@@ -220,6 +221,41 @@ type Backend interface {
 	// Close waits for recorded work, then releases every tensor, weight
 	// and worker of the backend.
 	Close()
+}
+
+// ActivationPrecision is implemented by a backend whose activations are
+// narrower than float32 by default: the Vulkan backend stores them in fp16
+// (and computes in fp32). A network whose activations exceed fp16's range
+// of ±65504 (SDXL's VAE) asks for float32 activations for its phase
+// through F32Activations; backends without the interface (the CPU) are
+// float32 throughout.
+type ActivationPrecision interface {
+	// SetActivationDType sets the dtype of later Allocs, tensor.F32 or the
+	// backend's narrower default, and returns the previous one. Tensors
+	// already allocated keep theirs; an operation given activations of
+	// different dtypes returns an error, so a phase allocates its own.
+	SetActivationDType(dtype tensor.DType) (previous tensor.DType, err error)
+}
+
+// F32Activations makes b allocate float32 activations until restore is
+// called, which brings back the previous dtype:
+//
+//	restore, err := backend.F32Activations(b)
+//	if err != nil { ... }
+//	defer restore()
+//	// decode the latents: every Alloc here is float32
+//
+// On a backend without ActivationPrecision it changes nothing.
+func F32Activations(b Backend) (restore func(), err error) {
+	p, ok := b.(ActivationPrecision)
+	if !ok {
+		return func() {}, nil
+	}
+	prev, err := p.SetActivationDType(tensor.F32)
+	if err != nil {
+		return nil, err
+	}
+	return func() { _, _ = p.SetActivationDType(prev) }, nil
 }
 
 // OutOfMemoryError is an allocation the backend could not satisfy.

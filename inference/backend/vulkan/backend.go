@@ -13,7 +13,10 @@ type Backend struct {
 	d *Device
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend             = (*Backend)(nil)
+	_ backend.ActivationPrecision = (*Backend)(nil)
+)
 
 // New opens the selected device as a backend.
 func New(opts Options) (*Backend, error) {
@@ -52,8 +55,14 @@ func (b *Backend) own(op, names string, ts ...backend.Tensor) ([]*Tensor, error)
 	return out, nil
 }
 
-// Alloc returns an fp32 activation from the pool.
+// Alloc returns an activation from the pool: fp16 unless the phase asked
+// for fp32 (SetActivationDType).
 func (b *Backend) Alloc(shape ...int) (backend.Tensor, error) { return b.d.Alloc(shape...) }
+
+// SetActivationDType chooses F16 (the default) or F32 for later Allocs.
+func (b *Backend) SetActivationDType(dt tensor.DType) (tensor.DType, error) {
+	return b.d.SetActivationDType(dt)
+}
 
 // Reshape returns a view sharing t's memory.
 func (b *Backend) Reshape(t backend.Tensor, shape ...int) (backend.Tensor, error) {

@@ -10,6 +10,7 @@ import (
 	"github.com/ebitengine/purego"
 
 	"github.com/sdfleet/sdfleet/inference/backend/vulkan/vk"
+	"github.com/sdfleet/sdfleet/inference/tensor"
 )
 
 // ErrNoDevice reports that the loader found no usable Vulkan device.
@@ -38,6 +39,12 @@ type Selector struct {
 // Options configures Open.
 type Options struct {
 	Select Selector
+	// MaxBindingRange lowers the size above which a kernel reaches its
+	// buffers through device addresses instead of descriptors; zero means
+	// the device's maxStorageBufferRange, the most a descriptor can bind.
+	// Tests lower it so that the device-address variant of every kernel
+	// runs on small shapes.
+	MaxBindingRange uint64
 	// Validation enables VK_LAYER_KHRONOS_validation and a debug-utils
 	// messenger; every error message is passed to OnValidationError.
 	Validation        bool
@@ -55,6 +62,16 @@ type Device struct {
 	props     vk.Properties
 	mem       vk.PhysicalDeviceMemoryProperties
 	family    uint32
+	// bindLimit is the largest buffer bound as a descriptor: a dispatch
+	// touching a larger one uses the kernel's device-address variant.
+	bindLimit uint64
+	// act is the dtype Alloc gives activations: F16, or F32 for a phase
+	// that asked for it (SetActivationDType).
+	act tensor.DType
+	// oversized counts the dispatches that touched a buffer above
+	// bindLimit and addressed those recorded with device addresses: tests
+	// compare the two.
+	oversized, addressed int
 
 	kernels kernelCache
 	pool    bufferPool
@@ -74,6 +91,22 @@ func (d *Device) UUID() string { return "GPU-" + vk.UUIDString(d.props.DeviceUUI
 
 // Software reports whether the device is a CPU implementation (lavapipe).
 func (d *Device) Software() bool { return d.props.DeviceType == vk.PhysicalDeviceTypeCPU }
+
+// ActivationDType is the dtype Alloc gives activations now.
+func (d *Device) ActivationDType() tensor.DType { return d.act }
+
+// SetActivationDType sets the dtype of later activations, F16 (the
+// default) or F32, and returns the previous one. Tensors already
+// allocated keep theirs; every activation of one operation must share a
+// dtype.
+func (d *Device) SetActivationDType(dt tensor.DType) (tensor.DType, error) {
+	if dt != tensor.F16 && dt != tensor.F32 {
+		return d.act, fmt.Errorf("activation dtype %v: want F16 or F32", dt)
+	}
+	prev := d.act
+	d.act = dt
+	return prev, nil
+}
 
 // Properties returns the limits the backend reads.
 func (d *Device) Properties() vk.Properties { return d.props }
@@ -113,7 +146,7 @@ func Open(opts Options) (_ *Device, err error) {
 	if err := vk.Load(); err != nil {
 		return nil, err
 	}
-	d := &Device{weights: map[*Buffer]bool{}}
+	d := &Device{weights: map[*Buffer]bool{}, act: tensor.F16}
 	var layers, exts []string
 	var mci *vk.DebugUtilsMessengerCreateInfo
 	if opts.Validation {
@@ -168,6 +201,10 @@ func Open(opts Options) (_ *Device, err error) {
 	if d.dev, err = d.inst.CreateDevice(d.phys, d.family, []string{"VK_KHR_push_descriptor"}); err != nil {
 		return nil, fmt.Errorf("creating the Vulkan device on %s: %w", d.props.DeviceName, err)
 	}
+	d.bindLimit = uint64(d.props.MaxStorageBufferRange)
+	if opts.MaxBindingRange > 0 {
+		d.bindLimit = min(d.bindLimit, opts.MaxBindingRange)
+	}
 	d.kernels.init(d)
 	d.pool.init(d)
 	if d.dummy, err = d.allocate("an absent optional input", 16, false); err != nil {
@@ -200,8 +237,8 @@ type candidate struct {
 	family uint32
 }
 
-// Devices lists the usable devices (compute queue, 16-bit storage, push
-// descriptors) in the loader's order, the order vulkan:N counts in.
+// candidates lists the usable devices (compute queue, 16-bit storage,
+// buffer device addresses, push descriptors) in the loader's order, the order vulkan:N counts in.
 func (d *Device) candidates(withPCI bool) ([]candidate, error) {
 	phys, err := d.inst.PhysicalDevices()
 	if err != nil {
@@ -213,7 +250,9 @@ func (d *Device) candidates(withPCI bool) ([]candidate, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !exts["VK_KHR_push_descriptor"] || !d.inst.Supports16BitStorage(pd) {
+		// bufferDeviceAddress is required by Vulkan 1.3, which the
+		// kernels need anyway; the check only names what is used.
+		if !exts["VK_KHR_push_descriptor"] || !d.inst.SupportsStorage16AndDeviceAddress(pd) {
 			continue
 		}
 		family := -1

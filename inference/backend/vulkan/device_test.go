@@ -9,13 +9,18 @@ import (
 	"testing"
 
 	"github.com/sdfleet/sdfleet/inference/backend/vulkan/vk"
+	"github.com/sdfleet/sdfleet/inference/tensor"
 )
 
 // The package's tests share one device (opening one with validation
 // layers costs more than most kernel tests) and fail on any message the
 // validation layers report while they run.
 var (
-	shared        *Device
+	shared *Device
+	// addressing is a second device whose binding limit is lowered to
+	// testBindingRange, so that tensors of a few KiB take the path that
+	// tensors beyond maxStorageBufferRange take on a real device.
+	addressing    *Device
 	validationMu  sync.Mutex
 	validationLog []string
 )
@@ -33,7 +38,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	shared = d
+	if addressing, err = Open(Options{Validation: true, OnValidationError: recordValidation, MaxBindingRange: testBindingRange}); err != nil {
+		fmt.Fprintf(os.Stderr, "opening the second Vulkan device: %v\n", err)
+		os.Exit(1)
+	}
 	code := m.Run()
+	addressing.Close()
 	d.Close()
 	if len(validationLog) > 0 {
 		fmt.Fprintf(os.Stderr, "validation errors after the tests:\n%s\n", strings.Join(validationLog, "\n"))
@@ -42,15 +52,68 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// testBindingRange is the addressing device's binding limit: all but the
+// smallest test shapes have tensors above it, and most dispatches also
+// bind some below it (biases, scales, the absent optional input).
+const testBindingRange = 1 << 10
+
 // device returns the shared device and fails t on any validation error
 // reported during t.
 func device(t *testing.T) *Device {
+	t.Helper()
+	return watch(t, shared)
+}
+
+// mode is one way the kernels run: activation dtype, and whether large
+// tensors are reached through device addresses.
+type mode struct {
+	name       string
+	act        tensor.DType
+	addressing bool
+}
+
+var modes = []mode{
+	{"f16", tensor.F16, false},
+	{"f16_addressed", tensor.F16, true},
+	{"f32", tensor.F32, false},
+	{"f32_addressed", tensor.F32, true},
+}
+
+// forEachMode runs f as a subtest in every mode, on the device and with
+// the activation dtype of that mode; in the addressed modes, a test that
+// dispatched a buffer above the limit fails unless those dispatches used
+// device addresses.
+func forEachMode(t *testing.T, f func(t *testing.T, d *Device)) {
+	t.Helper()
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			d := watch(t, shared)
+			if m.addressing {
+				d = watch(t, addressing)
+			}
+			prev, err := d.SetActivationDType(m.act)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _, _ = d.SetActivationDType(prev) })
+			before, over := d.addressed, d.oversized
+			f(t, d)
+			if m.addressing && d.addressed-before != d.oversized-over {
+				t.Errorf("%d dispatches touched a buffer above the binding limit, %d used device addresses", d.oversized-over, d.addressed-before)
+			}
+		})
+	}
+}
+
+// watch fails t on any validation error reported during t and syncs d
+// at its end.
+func watch(t *testing.T, d *Device) *Device {
 	t.Helper()
 	validationMu.Lock()
 	start := len(validationLog)
 	validationMu.Unlock()
 	t.Cleanup(func() {
-		if err := shared.Sync(); err != nil {
+		if err := d.Sync(); err != nil {
 			t.Errorf("sync: %v", err)
 		}
 		validationMu.Lock()
@@ -59,7 +122,7 @@ func device(t *testing.T) *Device {
 			t.Errorf("validation layer: %s", msg)
 		}
 	})
-	return shared
+	return d
 }
 
 func TestOpenReportsTheDevice(t *testing.T) {

@@ -6,9 +6,15 @@
 //
 // Memory: weights are fp16 in long-lived device-local buffers (fp16
 // checkpoints upload as stored, fp32 and bf16 are rounded once);
-// activations are fp32 buffers from a pool keyed by size class, so a
-// denoising step reuses the previous step's memory. Every kernel
-// accumulates in fp32.
+// activations are fp16 buffers (fp32 for a phase that asks through
+// backend.F32Activations) from a pool keyed by size class, so a denoising
+// step reuses the previous step's memory. Every kernel loads into fp32
+// and accumulates in fp32, norm and softmax statistics included; only
+// storage is fp16. Buffers within maxStorageBufferRange are bound as
+// descriptors; a dispatch touching a larger one (a 512×512 VAE decode on
+// lavapipe, whose range is 128 MiB) reaches its buffers through device
+// addresses instead, so one tensor is limited only by
+// maxMemoryAllocationSize.
 //
 // Execution: operations are recorded into one command buffer, with a
 // barrier only where a command reads or overwrites what an earlier one

@@ -17,7 +17,9 @@ import (
 var spirv embed.FS
 
 // kernelSpec is a shader's interface: its storage buffers (inputs first,
-// outputs last, bindings 0..n-1 of set 0) and its push-constant words.
+// outputs last, bindings 0..n-1 of set 0, or as many device addresses at
+// the start of the push constants in the _bda variant) and its
+// push-constant words after them.
 type kernelSpec struct {
 	bindings  int
 	pushWords int
@@ -32,11 +34,32 @@ var kernelSpecs = map[string]kernelSpec{
 	"elementwise":   {bindings: 3, pushWords: 7},
 	"resize":        {bindings: 2, pushWords: 8},
 	"embedding":     {bindings: 3, pushWords: 2},
-	"embedding_f32": {bindings: 3, pushWords: 2},
+	"embedding_t32": {bindings: 3, pushWords: 2},
+}
+
+// variant is one compiled form of a kernel (see shaders/buffers.glsl).
+type variant struct {
+	// f32 is set for fp32 activations, unset for fp16.
+	f32 bool
+	// bda reaches buffers through device addresses in the push constants
+	// instead of descriptors.
+	bda bool
+}
+
+func (v variant) suffix() string {
+	s := ""
+	if v.f32 {
+		s += "_f32"
+	}
+	if v.bda {
+		s += "_bda"
+	}
+	return s
 }
 
 type kernel struct {
 	name      string
+	variant   variant
 	bindings  int
 	pushWords int
 	module    vk.ShaderModule
@@ -54,13 +77,14 @@ type kernelCache struct {
 
 func (c *kernelCache) init(d *Device) { c.d, c.kernels = d, map[string]*kernel{} }
 
-func (c *kernelCache) get(name string) (*kernel, error) {
+func (c *kernelCache) get(base string, v variant) (*kernel, error) {
+	name := base + v.suffix()
 	if k := c.kernels[name]; k != nil {
 		return k, nil
 	}
-	spec, ok := kernelSpecs[name]
+	spec, ok := kernelSpecs[base]
 	if !ok {
-		return nil, fmt.Errorf("no kernel %q", name)
+		return nil, fmt.Errorf("no kernel %q", base)
 	}
 	code, err := spirv.ReadFile("shaders/" + name + ".spv")
 	if err != nil {
@@ -71,24 +95,35 @@ func (c *kernelCache) get(name string) (*kernel, error) {
 		words[i] = binary.LittleEndian.Uint32(code[4*i:])
 	}
 	dev := c.d.dev
-	k := &kernel{name: name, bindings: spec.bindings, pushWords: spec.pushWords}
+	k := &kernel{name: name, variant: v, bindings: spec.bindings, pushWords: spec.pushWords}
 	if k.module, err = dev.CreateShaderModule(words); err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", name, err)
 	}
-	binds := make([]vk.DescriptorSetLayoutBinding, spec.bindings)
-	for i := range binds {
-		binds[i] = vk.DescriptorSetLayoutBinding{Binding: uint32(i), DescriptorType: vk.DescriptorTypeStorageBuffer, DescriptorCount: 1, StageFlags: vk.ShaderStageCompute}
+	pli := vk.PipelineLayoutCreateInfo{SType: vk.StructureTypePipelineLayoutCreateInfo}
+	pushBytes := uint32(4 * spec.pushWords)
+	if v.bda {
+		// Addresses, 8 bytes each, come first; no descriptor set.
+		pushBytes += uint32(8 * spec.bindings)
+	} else {
+		binds := make([]vk.DescriptorSetLayoutBinding, spec.bindings)
+		for i := range binds {
+			binds[i] = vk.DescriptorSetLayoutBinding{Binding: uint32(i), DescriptorType: vk.DescriptorTypeStorageBuffer, DescriptorCount: 1, StageFlags: vk.ShaderStageCompute}
+		}
+		if k.setLayout, err = dev.CreateDescriptorSetLayout(&vk.DescriptorSetLayoutCreateInfo{
+			SType: vk.StructureTypeDescriptorSetLayoutCreateInfo, Flags: vk.DescriptorSetLayoutCreatePushDescriptor,
+			BindingCount: uint32(len(binds)), PBindings: &binds[0],
+		}); err != nil {
+			c.release(k)
+			return nil, fmt.Errorf("kernel %s: %w", name, err)
+		}
+		pli.SetLayoutCount, pli.PSetLayouts = 1, &k.setLayout
 	}
-	if k.setLayout, err = dev.CreateDescriptorSetLayout(&vk.DescriptorSetLayoutCreateInfo{
-		SType: vk.StructureTypeDescriptorSetLayoutCreateInfo, Flags: vk.DescriptorSetLayoutCreatePushDescriptor,
-		BindingCount: uint32(len(binds)), PBindings: &binds[0],
-	}); err != nil {
+	if pushBytes > c.d.props.MaxPushConstantsSize {
 		c.release(k)
-		return nil, fmt.Errorf("kernel %s: %w", name, err)
+		return nil, fmt.Errorf("kernel %s needs %d bytes of push constants, the device allows %d", name, pushBytes, c.d.props.MaxPushConstantsSize)
 	}
-	pli := vk.PipelineLayoutCreateInfo{SType: vk.StructureTypePipelineLayoutCreateInfo, SetLayoutCount: 1, PSetLayouts: &k.setLayout}
-	pcr := vk.PushConstantRange{StageFlags: vk.ShaderStageCompute, Size: uint32(4 * spec.pushWords)}
-	if spec.pushWords > 0 {
+	pcr := vk.PushConstantRange{StageFlags: vk.ShaderStageCompute, Size: pushBytes}
+	if pushBytes > 0 {
 		pli.PushConstantRangeCount, pli.PPushConstantRanges = 1, &pcr
 	}
 	if k.layout, err = dev.CreatePipelineLayout(&pli); err != nil {

@@ -2,6 +2,7 @@ package vulkan
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/sdfleet/sdfleet/inference/backend"
 
@@ -13,6 +14,7 @@ import (
 type Buffer struct {
 	buf    vk.Buffer
 	mem    vk.DeviceMemory
+	addr   uint64 // device address of a device-local buffer
 	size   uint64 // bytes usable by the caller
 	class  uint64 // allocation size class in the pool
 	host   []byte // mapped memory of a staging buffer
@@ -38,10 +40,15 @@ func (d *Device) allocate(what string, size uint64, staging bool) (*Buffer, erro
 	if size == 0 {
 		size = 4
 	}
-	if !staging && size > uint64(d.props.MaxStorageBufferRange) {
-		return nil, fmt.Errorf("%s needs %d bytes, more than this device's maxStorageBufferRange of %d bytes", what, size, d.props.MaxStorageBufferRange)
+	// Buffers above maxStorageBufferRange are reached through device
+	// addresses (see run), so one allocation is the limit.
+	if limit := d.props.MaxMemoryAllocationSize; limit > 0 && size > limit {
+		return nil, fmt.Errorf("%s needs %d bytes, more than this device's maxMemoryAllocationSize of %d bytes", what, size, limit)
 	}
 	usage := uint32(vk.BufferUsageStorageBuffer | vk.BufferUsageTransferSrc | vk.BufferUsageTransferDst)
+	if !staging {
+		usage |= vk.BufferUsageShaderDeviceAddress
+	}
 	b := &Buffer{size: size}
 	var err error
 	if b.buf, err = d.dev.CreateBuffer(&vk.BufferCreateInfo{SType: vk.StructureTypeBufferCreateInfo, Size: size, Usage: usage, SharingMode: vk.SharingModeExclusive}); err != nil {
@@ -60,7 +67,12 @@ func (d *Device) allocate(what string, size uint64, staging bool) (*Buffer, erro
 		d.dev.DestroyBuffer(b.buf)
 		return nil, fmt.Errorf("%s: no memory type with properties %#x", what, want)
 	}
-	if b.mem, err = d.dev.AllocateMemory(&vk.MemoryAllocateInfo{SType: vk.StructureTypeMemoryAllocateInfo, AllocationSize: req.Size, MemoryTypeIndex: typ}); err != nil {
+	info := vk.MemoryAllocateInfo{SType: vk.StructureTypeMemoryAllocateInfo, AllocationSize: req.Size, MemoryTypeIndex: typ}
+	flags := vk.MemoryAllocateFlagsInfo{SType: vk.StructureTypeMemoryAllocateFlagsInfo, Flags: vk.MemoryAllocateDeviceAddress}
+	if !staging {
+		info.PNext = unsafe.Pointer(&flags)
+	}
+	if b.mem, err = d.dev.AllocateMemory(&info); err != nil {
 		d.dev.DestroyBuffer(b.buf)
 		return nil, d.allocError(what, req.Size, err)
 	}
@@ -73,6 +85,8 @@ func (d *Device) allocate(what string, size uint64, staging bool) (*Buffer, erro
 			d.free(b)
 			return nil, err
 		}
+	} else {
+		b.addr = d.dev.BufferDeviceAddress(b.buf)
 	}
 	return b, nil
 }
@@ -136,7 +150,7 @@ func (p *bufferPool) get(what string, size uint64, staging bool) (*Buffer, error
 		p.live++
 		return b, nil
 	}
-	if !staging && class > uint64(p.d.props.MaxStorageBufferRange) && size <= uint64(p.d.props.MaxStorageBufferRange) {
+	if limit := p.d.props.MaxMemoryAllocationSize; class > limit && size <= limit {
 		class = size
 	}
 	b, err := p.d.allocate(what, class, staging)

@@ -3,6 +3,7 @@ package vulkan
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/sdfleet/sdfleet/inference/backend"
 	"github.com/sdfleet/sdfleet/inference/tensor"
@@ -52,8 +53,52 @@ func sameDims(a, b []int) bool {
 	return true
 }
 
-func (d *Device) run(name string, reads, writes []*Buffer, push []uint32, groups [3]uint32) error {
-	k, err := d.kernels.get(name)
+// activations checks that the activations ts (named by the
+// space-separated names; nil ones are skipped) share dst's dtype, F16 or
+// F32, and returns it: it selects the kernel variant.
+func activations(op string, dst *Tensor, names string, ts ...*Tensor) (tensor.DType, error) {
+	if dst.weight || (dst.dtype != tensor.F16 && dst.dtype != tensor.F32) {
+		return 0, fmt.Errorf("%s: dst %v is a weight or %v, want an F16 or F32 activation", op, dst.dims, dst.dtype)
+	}
+	name := strings.Fields(names)
+	for i, t := range ts {
+		if t != nil && t.weight {
+			return 0, fmt.Errorf("%s: %s %v is a weight, want an activation", op, name[i], t.dims)
+		}
+		if t != nil && t.dtype != dst.dtype {
+			return 0, fmt.Errorf("%s: %s %v is %v but dst is %v: the activations of one operation share a dtype", op, name[i], t.dims, t.dtype, dst.dtype)
+		}
+	}
+	return dst.dtype, nil
+}
+
+// run records one dispatch of kernel name in the variant for activations
+// of dtype act. A dispatch touching a buffer larger than the binding
+// limit uses the device-address variant, which reaches every buffer
+// through its address in the push constants.
+//
+// Why addresses rather than splitting large tensors into bands bound at
+// descriptor offsets: bufferDeviceAddress is core and required in Vulkan
+// 1.3 (which the backend requires), so NVIDIA, RADV and lavapipe all have
+// it, and with it every kernel handles any size with one code path,
+// whereas bands would need their own logic per kernel (halo rows for 3×3
+// convolution, cross-band reductions for group norm, row maps for resize
+// and concat) that only lavapipe's 128 MiB range would ever run. Tensors
+// within the range keep descriptors, the form the validation layers
+// check buffer ranges of and the one these kernels were first proven in;
+// the limit that remains, maxMemoryAllocationSize, is checked when the
+// buffer is allocated.
+func (d *Device) run(name string, act tensor.DType, reads, writes []*Buffer, push []uint32, groups [3]uint32) error {
+	v := variant{f32: act == tensor.F32}
+	oversized := false
+	for _, b := range append(append([]*Buffer(nil), reads...), writes...) {
+		oversized = oversized || b.size > d.bindLimit
+	}
+	v.bda = oversized
+	if oversized {
+		d.oversized++
+	}
+	k, err := d.kernels.get(name, v)
 	if err != nil {
 		return err
 	}
@@ -95,7 +140,11 @@ func (d *Device) MatMul(dst, x, w, bias, residual *Tensor, act backend.Activatio
 	if dst.Len() != m*n || dst.dims[len(dst.dims)-1] != n {
 		return fmt.Errorf("matmul: dst %v, want [..., %d] with %d rows", dst.dims, n, m)
 	}
-	if err := firstErr(want("matmul", "x", x, tensor.F32), want("matmul", "dst", dst, tensor.F32), want("matmul", "weight", w, tensor.F16)); err != nil {
+	act16, err := activations("matmul", dst, "x residual", x, residual)
+	if err != nil {
+		return err
+	}
+	if err := want("matmul", "weight", w, tensor.F16); err != nil {
 		return err
 	}
 	reads := []*Buffer{x.buf, w.buf, d.dummy, d.dummy}
@@ -106,7 +155,7 @@ func (d *Device) MatMul(dst, x, w, bias, residual *Tensor, act backend.Activatio
 		reads[2] = bias.buf
 	}
 	if residual != nil {
-		if !sameDims(residual.dims, dst.dims) || residual.dtype != tensor.F32 {
+		if !sameDims(residual.dims, dst.dims) {
 			return fmt.Errorf("matmul: residual %v, want dst's shape %v", residual.dims, dst.dims)
 		}
 		if residual.buf == dst.buf {
@@ -118,7 +167,7 @@ func (d *Device) MatMul(dst, x, w, bias, residual *Tensor, act backend.Activatio
 		return fmt.Errorf("matmul: dst must not alias x")
 	}
 	push := []uint32{uint32(m), uint32(n), uint32(k), epilogueFlags(act, bias != nil, residual != nil)}
-	return d.run("matmul", reads, []*Buffer{dst.buf}, push, [3]uint32{uint32((n + 63) / 64), uint32((m + 63) / 64), 1})
+	return d.run("matmul", act16, reads, []*Buffer{dst.buf}, push, [3]uint32{uint32((n + 63) / 64), uint32((m + 63) / 64), 1})
 }
 
 // Conv2D convolves x [N, H, W, Cin] with an fp16 weight [Cout, Cin, k, k]
@@ -142,7 +191,11 @@ func (d *Device) Conv2D(dst, x, w, bias, residual *Tensor, stride int, act backe
 	if !sameDims(dst.dims, []int{nb, ho, wo, cout}) {
 		return fmt.Errorf("conv2d: dst %v, want %v", dst.dims, []int{nb, ho, wo, cout})
 	}
-	if err := firstErr(want("conv2d", "x", x, tensor.F32), want("conv2d", "dst", dst, tensor.F32), want("conv2d", "weight", w, tensor.F16)); err != nil {
+	act16, err := activations("conv2d", dst, "x residual", x, residual)
+	if err != nil {
+		return err
+	}
+	if err := want("conv2d", "weight", w, tensor.F16); err != nil {
 		return err
 	}
 	if x.buf == dst.buf {
@@ -156,7 +209,7 @@ func (d *Device) Conv2D(dst, x, w, bias, residual *Tensor, stride int, act backe
 		reads[2] = bias.buf
 	}
 	if residual != nil {
-		if !sameDims(residual.dims, dst.dims) || residual.dtype != tensor.F32 {
+		if !sameDims(residual.dims, dst.dims) {
 			return fmt.Errorf("conv2d: residual %v, want dst's shape %v", residual.dims, dst.dims)
 		}
 		if residual.buf == dst.buf {
@@ -167,7 +220,7 @@ func (d *Device) Conv2D(dst, x, w, bias, residual *Tensor, stride int, act backe
 	m, k := nb*ho*wo, cin*ks*ks
 	push := []uint32{uint32(m), uint32(cout), uint32(k), epilogueFlags(act, bias != nil, residual != nil),
 		uint32(h), uint32(wd), uint32(cin), uint32(ho), uint32(wo), uint32(ks), uint32(stride), uint32(ks / 2)}
-	return d.run("conv2d", reads, []*Buffer{dst.buf}, push, [3]uint32{uint32((cout + 63) / 64), uint32((m + 63) / 64), 1})
+	return d.run("conv2d", act16, reads, []*Buffer{dst.buf}, push, [3]uint32{uint32((cout + 63) / 64), uint32((m + 63) / 64), 1})
 }
 
 func firstErr(errs ...error) error {
@@ -201,7 +254,8 @@ func (d *Device) GroupNorm(dst, x *Tensor, groups int, scale, shift *Tensor, eps
 	if scale.Len() != c || shift.Len() != c {
 		return fmt.Errorf("groupnorm: scale %v and shift %v must have %d elements", scale.dims, shift.dims, c)
 	}
-	if err := firstErr(want("groupnorm", "scale", scale, tensor.F16), want("groupnorm", "shift", shift, tensor.F16), want("groupnorm", "x", x, tensor.F32)); err != nil {
+	act16, err := activations("groupnorm", dst, "x", x)
+	if err := firstErr(err, want("groupnorm", "scale", scale, tensor.F16), want("groupnorm", "shift", shift, tensor.F16)); err != nil {
 		return err
 	}
 	if x.buf == dst.buf {
@@ -210,7 +264,7 @@ func (d *Device) GroupNorm(dst, x *Tensor, groups int, scale, shift *Tensor, eps
 	n := x.dims[0]
 	p := x.Len() / (n * c)
 	push := []uint32{uint32(p), uint32(c), uint32(groups), uint32(act), f32(eps)}
-	return d.run("groupnorm", []*Buffer{x.buf, scale.buf, shift.buf}, []*Buffer{dst.buf}, push, [3]uint32{uint32(n * groups), 1, 1})
+	return d.run("groupnorm", act16, []*Buffer{x.buf, scale.buf, shift.buf}, []*Buffer{dst.buf}, push, [3]uint32{uint32(n * groups), 1, 1})
 }
 
 // LayerNorm normalises every row of x [..., C] and applies fp16 scale and
@@ -226,14 +280,15 @@ func (d *Device) LayerNorm(dst, x, scale, shift *Tensor, eps float32) error {
 	if scale.Len() != c || shift.Len() != c {
 		return fmt.Errorf("layernorm: scale %v and shift %v must have %d elements", scale.dims, shift.dims, c)
 	}
-	if err := firstErr(want("layernorm", "scale", scale, tensor.F16), want("layernorm", "shift", shift, tensor.F16), want("layernorm", "x", x, tensor.F32)); err != nil {
+	act16, err := activations("layernorm", dst, "x", x)
+	if err := firstErr(err, want("layernorm", "scale", scale, tensor.F16), want("layernorm", "shift", shift, tensor.F16)); err != nil {
 		return err
 	}
 	if x.buf == dst.buf {
 		return fmt.Errorf("layernorm: dst must not alias x")
 	}
 	rows := x.Len() / c
-	return d.run("layernorm", []*Buffer{x.buf, scale.buf, shift.buf}, []*Buffer{dst.buf}, []uint32{uint32(rows), uint32(c), f32(eps)}, [3]uint32{uint32(rows), 1, 1})
+	return d.run("layernorm", act16, []*Buffer{x.buf, scale.buf, shift.buf}, []*Buffer{dst.buf}, []uint32{uint32(rows), uint32(c), f32(eps)}, [3]uint32{uint32(rows), 1, 1})
 }
 
 // MaxHeadWidth is the widest attention head the fused kernel holds in
@@ -267,6 +322,10 @@ func (d *Device) Attention(dst, q, k, v *Tensor, p backend.AttentionParams) erro
 	if p.Causal && tk < tq {
 		return fmt.Errorf("attention: causal attention needs Tk %d >= Tq %d", tk, tq)
 	}
+	act16, err := activations("attention", dst, "q k v", q, k, v)
+	if err != nil {
+		return err
+	}
 	for _, t := range []*Tensor{q, k, v} {
 		if t.buf == dst.buf {
 			return fmt.Errorf("attention: dst must not alias q, k or v")
@@ -281,7 +340,7 @@ func (d *Device) Attention(dst, q, k, v *Tensor, p backend.AttentionParams) erro
 		causal = 1
 	}
 	push := []uint32{uint32(tq), uint32(tk), uint32(c), uint32(hd), causal, f32(scale)}
-	return d.run("attention", []*Buffer{q.buf, k.buf, v.buf}, []*Buffer{dst.buf}, push, [3]uint32{uint32((tq + 63) / 64), uint32(p.Heads), uint32(b)})
+	return d.run("attention", act16, []*Buffer{q.buf, k.buf, v.buf}, []*Buffer{dst.buf}, push, [3]uint32{uint32((tq + 63) / 64), uint32(p.Heads), uint32(b)})
 }
 
 // Point-wise operations of elementwise.comp.
@@ -300,16 +359,22 @@ func (d *Device) elementwise(op uint32, dst, x, y *Tensor, act backend.Activatio
 	}
 	n := dst.Len()
 	push := []uint32{op, uint32(n), uint32(act), uint32(c0), uint32(c1), f32(a), f32(b)}
-	return d.run("elementwise", []*Buffer{x.buf, yb}, []*Buffer{dst.buf}, push, [3]uint32{groupsFor(n, 256), 1, 1})
+	return d.run("elementwise", dst.dtype, []*Buffer{x.buf, yb}, []*Buffer{dst.buf}, push, [3]uint32{groupsFor(n, 256), 1, 1})
 }
 
 func (d *Device) pointwise(name string, dst *Tensor, ins ...*Tensor) error {
 	if err := d.live(name, append([]*Tensor{dst}, ins...)...); err != nil {
 		return err
 	}
-	for _, t := range append([]*Tensor{dst}, ins...) {
-		if t.dtype != tensor.F32 {
-			return fmt.Errorf("%s: tensor %v is %v, want an F32 activation", name, t.dims, t.dtype)
+	if dst.weight || (dst.dtype != tensor.F16 && dst.dtype != tensor.F32) {
+		return fmt.Errorf("%s: dst %v is a weight or %v, want an F16 or F32 activation", name, dst.dims, dst.dtype)
+	}
+	for _, t := range ins {
+		if t.weight {
+			return fmt.Errorf("%s: tensor %v is a weight, want an activation", name, t.dims)
+		}
+		if t.dtype != dst.dtype {
+			return fmt.Errorf("%s: tensor %v is %v but dst is %v: the activations of one operation share a dtype", name, t.dims, t.dtype, dst.dtype)
 		}
 	}
 	return nil
@@ -400,7 +465,7 @@ func (d *Device) ResizeNearest(dst, x *Tensor) error {
 	n := dst.Len()
 	push := []uint32{uint32(n), uint32(h), uint32(w), uint32(ho), uint32(wo), uint32(x.dims[3]),
 		f32(float32(h) / float32(ho)), f32(float32(w) / float32(wo))}
-	return d.run("resize", []*Buffer{x.buf}, []*Buffer{dst.buf}, push, [3]uint32{groupsFor(n, 256), 1, 1})
+	return d.run("resize", dst.dtype, []*Buffer{x.buf}, []*Buffer{dst.buf}, push, [3]uint32{groupsFor(n, 256), 1, 1})
 }
 
 // Embedding copies rows ids of an fp16 table [V, D] into dst.
@@ -412,8 +477,11 @@ func (d *Device) Embedding(dst, table *Tensor, ids []int) error {
 		return fmt.Errorf("embedding: table %v must be [V, D]", table.dims)
 	}
 	v, dim := table.dims[0], table.dims[1]
-	if dst.Len() != len(ids)*dim || dst.dims[len(dst.dims)-1] != dim || dst.dtype != tensor.F32 {
+	if dst.Len() != len(ids)*dim || dst.dims[len(dst.dims)-1] != dim {
 		return fmt.Errorf("embedding: dst %v, want %d rows of %d", dst.dims, len(ids), dim)
+	}
+	if dst.weight || (dst.dtype != tensor.F16 && dst.dtype != tensor.F32) {
+		return fmt.Errorf("embedding: dst %v is a weight or %v, want an F16 or F32 activation", dst.dims, dst.dtype)
 	}
 	raw := make([]byte, 4*len(ids))
 	for i, id := range ids {
@@ -431,11 +499,12 @@ func (d *Device) Embedding(dst, table *Tensor, ids []int) error {
 		return err
 	}
 	n := dst.Len()
+	// The table is an fp16 weight or activation, or an fp32 activation.
 	kernel := "embedding"
 	if table.dtype == tensor.F32 {
-		kernel = "embedding_f32"
+		kernel = "embedding_t32"
 	}
-	err = d.run(kernel, []*Buffer{table.buf, idb}, []*Buffer{dst.buf}, []uint32{uint32(n), uint32(dim)}, [3]uint32{groupsFor(n, 256), 1, 1})
+	err = d.run(kernel, dst.dtype, []*Buffer{table.buf, idb}, []*Buffer{dst.buf}, []uint32{uint32(n), uint32(dim)}, [3]uint32{groupsFor(n, 256), 1, 1})
 	// Back to the pool at once: a later user is ordered after this read.
 	d.pool.put(idb)
 	return err

@@ -42,23 +42,28 @@ func generate(t *testing.T, b backend.Backend, model string, req pipeline.Reques
 	return r
 }
 
-// The tiny model's whole pipeline (text encoder, UNet, VAE) on Vulkan
-// against the CPU backend with the same seed, for the model stored in
-// fp16 (weights identical on both sides) and in fp32 (the device rounds
-// them to fp16, a relative 2⁻¹¹ per weight, the CPU keeps fp32).
+// The tiny model's whole pipeline (text encoder, UNet, VAE) on Vulkan,
+// with its default fp16 activations, against the CPU backend with the same
+// seed, for the model stored in fp16 (weights identical on both sides) and
+// in fp32 (the device rounds them to fp16, a relative 2⁻¹¹ per weight, the
+// CPU keeps fp32).
 //
-// With identical weights the difference is the kernels' fp32 arithmetic
-// and the CPU's, compounded over 3 steps of 3 networks: measured 4.8e-5,
-// bounded at 5e-4. With rounded weights the measured difference is 2.4e-2
-// on latents of O(1), bounded at 5e-2. The image must reach 40 dB PSNR against the CPU's in both cases;
-// a wrong kernel fails these bounds by orders of magnitude.
+// The latents live on the host in fp32, but every UNet prediction comes
+// back through fp16 storage (a relative 2⁻¹¹ per stored activation, over
+// the network's depth), and classifier-free guidance at 7.5 multiplies the
+// difference of the two predictions, so their rounding, by up to 16 in the
+// guided noise estimate. Measured largest latent difference over 3 steps
+// on latents of O(1): 5.5e-2 with fp16 weights, 6.5e-2 with fp32 weights
+// (fp32 activations: 4.8e-5 and 2.4e-2); bounded at 0.1 and 0.15. The
+// image must reach 40 dB PSNR against the CPU's (measured 54.7 and
+// 54.4 dB); a wrong kernel fails these bounds by orders of magnitude.
 func TestTinyPipelineMatchesTheCPU(t *testing.T) {
 	for _, tc := range []struct {
 		dtype     safetensors.DType
 		maxLatent float64
 	}{
-		{safetensors.F16, 5e-4},
-		{safetensors.F32, 5e-2},
+		{safetensors.F16, 0.1},
+		{safetensors.F32, 0.15},
 	} {
 		t.Run(string(tc.dtype), func(t *testing.T) {
 			d := device(t)
@@ -115,12 +120,15 @@ type goldenFile struct {
 	Request pipeline.Request `json:"request"`
 }
 
-// The committed golden latents (PyTorch, fp32 weights) hold on Vulkan
-// within 3e-2 instead of the CPU's 1e-3: the device rounds the weights to
-// fp16, which moves the latents by up to 2.4e-2 against the CPU backend on
-// the same model (TestTinyPipelineMatchesTheCPU/F32); measured 1.5e-2.
+// The committed golden latents (PyTorch, fp32 weights and activations)
+// hold on Vulkan within 3e-2 with fp32 activations instead of the CPU's
+// 1e-3: the device rounds the weights to fp16, which moves the latents by
+// up to 2.4e-2 against the CPU backend on the same model; measured 1.5e-2.
+// That run is on the device whose binding limit is lowered, so the whole
+// pipeline also runs through device addresses. With the default fp16
+// activations the bound is 0.1, that of TestTinyPipelineMatchesTheCPU;
+// measured 4.7e-2.
 func TestTinyPipelineHoldsTheGoldenValues(t *testing.T) {
-	d := device(t)
 	data, err := os.ReadFile("../../pipeline/testdata/golden_tiny.json")
 	if err != nil {
 		t.Fatal(err)
@@ -133,18 +141,42 @@ func TestTinyPipelineHoldsTheGoldenValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := generate(t, &Backend{d: d}, model, g.Request)
-	if len(got.latents) != len(g.Steps) {
-		t.Fatalf("%d steps, golden %d", len(got.latents), len(g.Steps))
-	}
-	worst := 0.0
-	for s, step := range g.Steps {
-		for i, w := range step.Latents.Values {
-			worst = max(worst, math.Abs(float64(got.latents[s][i*step.Latents.Stride])-w))
-		}
-	}
-	t.Logf("largest difference from the golden latents: %.3g", worst)
-	if worst > 3e-2 || math.IsNaN(worst) {
-		t.Errorf("largest difference from the golden latents %.3g, want at most 3e-2", worst)
+	for _, tc := range []struct {
+		name   string
+		f32    bool
+		device func(*testing.T) *Device
+		bound  float64
+	}{
+		{"f32_addressed", true, func(t *testing.T) *Device { return watch(t, addressing) }, 3e-2},
+		{"f16", false, device, 0.1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &Backend{d: tc.device(t)}
+			if tc.f32 {
+				restore, err := backend.F32Activations(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer restore()
+			}
+			addressed := b.d.addressed
+			got := generate(t, b, model, g.Request)
+			if len(got.latents) != len(g.Steps) {
+				t.Fatalf("%d steps, golden %d", len(got.latents), len(g.Steps))
+			}
+			worst := 0.0
+			for s, step := range g.Steps {
+				for i, w := range step.Latents.Values {
+					worst = max(worst, math.Abs(float64(got.latents[s][i*step.Latents.Stride])-w))
+				}
+			}
+			t.Logf("largest difference from the golden latents: %.3g", worst)
+			if worst > tc.bound || math.IsNaN(worst) {
+				t.Errorf("largest difference from the golden latents %.3g, want at most %g", worst, tc.bound)
+			}
+			if b.d.bindLimit < uint64(b.d.props.MaxStorageBufferRange) && b.d.addressed == addressed {
+				t.Error("no dispatch used device addresses")
+			}
+		})
 	}
 }

@@ -109,18 +109,37 @@ func (r *recorder) dispatch(k *kernel, reads, writes []*Buffer, push []uint32, g
 			return fmt.Errorf("kernel %s: %d workgroups in dimension %d exceed the device's limit of %d", k.name, g, i, r.d.props.MaxComputeWorkGroupCount[i])
 		}
 	}
-	r.hazard(reads, writes)
-	infos := make([]vk.DescriptorBufferInfo, 0, k.bindings)
-	for _, b := range append(append([]*Buffer(nil), reads...), writes...) {
-		infos = append(infos, vk.DescriptorBufferInfo{Buffer: b.buf, Range: b.size})
+	buffers := append(append([]*Buffer(nil), reads...), writes...)
+	var words []uint32
+	if k.variant.bda {
+		// The buffers' device addresses, then the kernel's own words.
+		words = make([]uint32, 2*k.bindings+k.pushWords)
+		for i, b := range buffers {
+			if b.addr == 0 {
+				return fmt.Errorf("kernel %s: buffer %d has no device address", k.name, i)
+			}
+			words[2*i], words[2*i+1] = uint32(b.addr), uint32(b.addr>>32)
+		}
+		copy(words[2*k.bindings:], push)
+	} else {
+		words = make([]uint32, k.pushWords)
+		copy(words, push)
 	}
+	r.hazard(reads, writes)
 	r.d.dev.CmdBindPipeline(r.cb, k.pipeline)
-	r.d.dev.CmdPushStorageBuffers(r.cb, k.layout, infos)
-	words := make([]uint32, k.pushWords)
-	copy(words, push)
+	if !k.variant.bda {
+		infos := make([]vk.DescriptorBufferInfo, 0, k.bindings)
+		for _, b := range buffers {
+			infos = append(infos, vk.DescriptorBufferInfo{Buffer: b.buf, Range: b.size})
+		}
+		r.d.dev.CmdPushStorageBuffers(r.cb, k.layout, infos)
+	}
 	r.d.dev.CmdPushConstants(r.cb, k.layout, words)
 	r.d.dev.CmdDispatch(r.cb, groups[0], groups[1], groups[2])
 	r.dispatches++
+	if k.variant.bda {
+		r.d.addressed++
+	}
 	return nil
 }
 

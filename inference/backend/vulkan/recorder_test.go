@@ -9,6 +9,7 @@ import (
 	"github.com/sdfleet/sdfleet/inference/backend"
 	"github.com/sdfleet/sdfleet/inference/backend/ref"
 	"github.com/sdfleet/sdfleet/inference/backend/vulkan/vk"
+	"github.com/sdfleet/sdfleet/inference/tensor"
 )
 
 // A ResNet-like chain recorded as one command buffer: one submit for the
@@ -85,12 +86,20 @@ func TestChainIsOneSubmitAndReusesActivations(t *testing.T) {
 	}
 }
 
-func TestAllocBeyondMaxStorageBufferRange(t *testing.T) {
+// Tensors beyond maxStorageBufferRange are allocated (the kernels reach
+// them through device addresses: the addressed modes of the kernel tests);
+// beyond maxMemoryAllocationSize, or beyond 32-bit indexing, the error
+// names the tensor and the limit.
+func TestAllocBeyondTheDeviceLimits(t *testing.T) {
 	d := device(t)
-	n := int(d.Properties().MaxStorageBufferRange/4) + 1
+	n := int(d.Properties().MaxMemoryAllocationSize/2) + 1
 	_, err := d.Alloc(1, n)
-	if err == nil || !strings.Contains(err.Error(), "maxStorageBufferRange") || !strings.Contains(err.Error(), "activation [1 ") {
+	if err == nil || !strings.Contains(err.Error(), "maxMemoryAllocationSize") || !strings.Contains(err.Error(), "activation [1 ") {
 		t.Errorf("error %v, want one naming the activation and the limit", err)
+	}
+	_, err = d.Alloc(1<<16, 1<<16)
+	if err == nil || !strings.Contains(err.Error(), "32 bits") {
+		t.Errorf("error %v, want one saying that the kernels index with 32 bits", err)
 	}
 }
 
@@ -102,11 +111,17 @@ func TestArgumentErrors(t *testing.T) {
 	dst := output(t, d, 2, 5, 6)
 	x2 := output(t, d, 2, 5, 8)
 	for name, err := range map[string]error{
-		"takes 7":      d.MatMul(dst, x, w, nil, nil, backend.None),
-		"3 heads":      d.Attention(x2, x, x, x, backend.AttentionParams{Heads: 3}),
-		"groups":       d.GroupNorm(x, x, 3, w, w, 1e-5, backend.None),
-		"differ":       d.Axpby(dst, 1, x, 1, x),
-		"F16":          d.Activate(w, w, backend.SiLU),
+		"takes 7":  d.MatMul(dst, x, w, nil, nil, backend.None),
+		"3 heads":  d.Attention(x2, x, x, x, backend.AttentionParams{Heads: 3}),
+		"groups":   d.GroupNorm(x, x, 3, w, w, 1e-5, backend.None),
+		"differ":   d.Axpby(dst, 1, x, 1, x),
+		"a weight": d.Activate(w, w, backend.SiLU),
+		"share a dtype": func() error {
+			prev, _ := d.SetActivationDType(tensor.F32)
+			wide := output(t, d, 2, 5, 8)
+			_, _ = d.SetActivationDType(prev)
+			return d.Axpby(x2, 1, x, 1, wide)
+		}(),
 		"2F":           d.GEGLU(dst, x),
 		"was released": func() error { t2, _ := d.Alloc(2); d.Release(t2); return d.Activate(t2, t2, backend.None) }(),
 	} {

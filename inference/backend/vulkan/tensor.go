@@ -8,7 +8,8 @@ import (
 	"github.com/sdfleet/sdfleet/inference/tensor"
 )
 
-// Tensor is a device-resident tensor: fp32 activations, fp16 weights.
+// Tensor is a device-resident tensor: fp16 (or, for a phase that asks,
+// fp32) activations, fp16 weights.
 type Tensor struct {
 	d      *Device
 	buf    *Buffer
@@ -46,15 +47,19 @@ func elements(dims []int) (int, error) {
 	return n, nil
 }
 
-// Alloc returns an uninitialised activation (fp32) from the pool.
+// Alloc returns an uninitialised activation from the pool, in the
+// activation dtype (F16 unless SetActivationDType chose F32).
 func (d *Device) Alloc(dims ...int) (*Tensor, error) {
-	return d.alloc(tensor.F32, false, dims)
+	return d.alloc(d.act, false, dims)
 }
 
 func (d *Device) alloc(dtype tensor.DType, weight bool, dims []int) (*Tensor, error) {
 	n, err := elements(dims)
 	if err != nil {
 		return nil, err
+	}
+	if n >= 1<<32 {
+		return nil, fmt.Errorf("shape %v: %d elements, but the kernels index with 32 bits", dims, n)
 	}
 	what := fmt.Sprintf("activation %v", dims)
 	if weight {

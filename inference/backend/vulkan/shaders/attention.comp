@@ -2,18 +2,22 @@
 // Scaled dot-product attention with an online softmax: each invocation owns
 // one query row of one head and streams the keys and values through shared
 // memory in tiles of TK, keeping only a running maximum, a running sum and
-// its output accumulator. No Tq×Tk score buffer exists anywhere.
+// its output accumulator, all in fp32. No Tq×Tk score buffer exists anywhere.
+#extension GL_GOOGLE_include_directive : require
+#include "buffers.glsl"
+
 layout(local_size_x = 64) in;
 
 #define MAXD 160
 #define TK 16
 
-layout(std430, binding = 0) readonly buffer QBuf { float q[]; };
-layout(std430, binding = 1) readonly buffer KBuf { float k[]; };
-layout(std430, binding = 2) readonly buffer VBuf { float v[]; };
-layout(std430, binding = 3) writeonly buffer DBuf { float dst[]; };
+BUF(0, readonly, ACT_T, q)
+BUF(1, readonly, ACT_T, k)
+BUF(2, readonly, ACT_T, v)
+BUF(3, writeonly, ACT_T, dst)
 
 layout(push_constant) uniform Push {
+	REF(q) REF(k) REF(v) REF(dst)
 	uint Tq, Tk, C, D, causal;
 	float scale;
 } p;
@@ -32,7 +36,7 @@ void main() {
 	float qr[MAXD];
 	float acc[MAXD];
 	for (uint d = 0; d < p.D; d++) {
-		qr[d] = live ? q[qbase + d] * p.scale : 0.0;
+		qr[d] = live ? float(AT(q, qbase + d)) * p.scale : 0.0;
 		acc[d] = 0.0;
 	}
 	float m = -1.0 / 0.0;
@@ -49,8 +53,8 @@ void main() {
 			uint d = e - jj * p.D;
 			uint j = j0 + jj;
 			uint kidx = (b * p.Tk + j) * p.C + h * p.D + d;
-			ks[jj][d] = j < p.Tk ? k[kidx] : 0.0;
-			vs[jj][d] = j < p.Tk ? v[kidx] : 0.0;
+			ks[jj][d] = j < p.Tk ? float(AT(k, kidx)) : 0.0;
+			vs[jj][d] = j < p.Tk ? float(AT(v, kidx)) : 0.0;
 		}
 		barrier();
 		if (live) {
@@ -75,7 +79,7 @@ void main() {
 	if (live) {
 		float inv = 1.0 / l;
 		for (uint d = 0; d < p.D; d++) {
-			dst[qbase + d] = acc[d] * inv;
+			AT(dst, qbase + d) = ACT_T(acc[d] * inv);
 		}
 	}
 }

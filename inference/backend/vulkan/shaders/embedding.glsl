@@ -1,12 +1,15 @@
-// Rows ids of a table [V, D] (TABLE_T: fp16 weight or fp32 activation)
-// into dst [len(ids), D].
+// Rows ids of a table [V, D] (TABLE_T: an fp16 weight or activation, or
+// an fp32 activation) into dst [len(ids), D].
+#include "buffers.glsl"
+
 layout(local_size_x = 256) in;
 
-layout(std430, binding = 0) readonly buffer TBuf { TABLE_T table[]; };
-layout(std430, binding = 1) readonly buffer IBuf { uint ids[]; };
-layout(std430, binding = 2) writeonly buffer DBuf { float dst[]; };
+BUF(0, readonly, TABLE_T, table)
+BUF(1, readonly, uint, ids)
+BUF(2, writeonly, ACT_T, dst)
 
 layout(push_constant) uniform Push {
+	REF(table) REF(ids) REF(dst)
 	uint n, D;
 } p;
 
@@ -14,6 +17,6 @@ void main() {
 	uint stride = gl_NumWorkGroups.x * 256;
 	for (uint i = gl_GlobalInvocationID.x; i < p.n; i += stride) {
 		uint r = i / p.D;
-		dst[i] = float(table[ids[r] * p.D + (i - r * p.D)]);
+		AT(dst, i) = ACT_T(float(AT(table, AT(ids, r) * p.D + (i - r * p.D))));
 	}
 }

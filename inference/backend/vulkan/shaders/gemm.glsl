@@ -1,23 +1,23 @@
 // Tiled matrix multiply dst[M, N] = act(A[M, K] · W[N, K]ᵀ + bias[N]) + res[M, N],
-// with fp16 weights and fp32 activations and accumulation. A is the
+// with fp16 weights, ACT_T activations and fp32 accumulation. A is the
 // activation itself (matmul) or, for a convolution, read through an
 // implicit-GEMM index map (no im2col buffer). Each 16×16 workgroup computes
 // a 64×64 tile, 4×4 outputs per invocation, stepping K by 16 through
 // shared memory.
-#extension GL_EXT_shader_16bit_storage : require
-
+#include "buffers.glsl"
 #include "common.glsl"
 
 layout(local_size_x = 16, local_size_y = 16) in;
 
-layout(std430, binding = 0) readonly buffer XBuf { float x[]; };
-layout(std430, binding = 1) readonly buffer WBuf { float16_t w[]; };
-layout(std430, binding = 2) readonly buffer BBuf { float16_t bias[]; };
-layout(std430, binding = 3) readonly buffer RBuf { float res[]; };
-layout(std430, binding = 4) writeonly buffer DBuf { float dst[]; };
+BUF(0, readonly, ACT_T, x)
+BUF(1, readonly, float16_t, w)
+BUF(2, readonly, float16_t, bias)
+BUF(3, readonly, ACT_T, res)
+BUF(4, writeonly, ACT_T, dst)
 
 // flags: bits 0-1 activation, bit 2 bias, bit 3 residual.
 layout(push_constant) uniform Push {
+	REF(x) REF(w) REF(bias) REF(res) REF(dst)
 	uint M, N, K, flags;
 	// Convolution geometry (unused by the plain multiply).
 	uint H, W, Cin, Ho, Wo, ksize, stride, pad;
@@ -47,9 +47,9 @@ float loadA(uint m, uint k) {
 	if (iy < 0 || ix < 0 || iy >= int(p.H) || ix >= int(p.W)) {
 		return 0.0;
 	}
-	return x[((n * p.H + uint(iy)) * p.W + uint(ix)) * p.Cin + ci];
+	return float(AT(x, ((n * p.H + uint(iy)) * p.W + uint(ix)) * p.Cin + ci));
 #else
-	return x[m * p.K + k];
+	return float(AT(x, m * p.K + k));
 #endif
 }
 
@@ -75,7 +75,7 @@ void main() {
 			uint k = k0 + kl;
 			As[kl][row] = (m < p.M && k < p.K) ? loadA(m, k) : 0.0;
 			uint n = n0 + row;
-			Ws[kl][row] = (n < p.N && k < p.K) ? float(w[n * p.K + k]) : 0.0;
+			Ws[kl][row] = (n < p.N && k < p.K) ? float(AT(w, n * p.K + k)) : 0.0;
 		}
 		barrier();
 		for (uint kl = 0; kl < BK; kl++) {
@@ -109,13 +109,13 @@ void main() {
 			}
 			float v = acc[i][j];
 			if (hasBias) {
-				v += float(bias[n]);
+				v += float(AT(bias, n));
 			}
 			v = activate(v, act);
 			if (hasRes) {
-				v += res[m * p.N + n];
+				v += float(AT(res, m * p.N + n));
 			}
-			dst[m * p.N + n] = v;
+			AT(dst, m * p.N + n) = ACT_T(v);
 		}
 	}
 }

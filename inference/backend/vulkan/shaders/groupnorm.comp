@@ -1,20 +1,22 @@
 #version 450
-#extension GL_EXT_shader_16bit_storage : require
 #extension GL_GOOGLE_include_directive : require
 // Group norm of x [N, P, C] over each of G channel groups and all P
 // positions, then per-channel scale and shift and an activation. One
 // workgroup per (batch item, group); mean and variance in two passes over
-// the data, which is exact where a one-pass E[x²]−E[x]² would cancel.
+// the data, which is exact where a one-pass E[x²]−E[x]² would cancel; the
+// statistics are fp32 whatever the activations' storage.
+#include "buffers.glsl"
 #include "common.glsl"
 
 layout(local_size_x = 256) in;
 
-layout(std430, binding = 0) readonly buffer XBuf { float x[]; };
-layout(std430, binding = 1) readonly buffer SBuf { float16_t scale[]; };
-layout(std430, binding = 2) readonly buffer TBuf { float16_t shift[]; };
-layout(std430, binding = 3) writeonly buffer DBuf { float dst[]; };
+BUF(0, readonly, ACT_T, x)
+BUF(1, readonly, float16_t, scale)
+BUF(2, readonly, float16_t, shift)
+BUF(3, writeonly, ACT_T, dst)
 
 layout(push_constant) uniform Push {
+	REF(x) REF(scale) REF(shift) REF(dst)
 	uint P, C, G, act;
 	float eps;
 } p;
@@ -47,13 +49,13 @@ void main() {
 	float s = 0.0;
 	for (uint i = lid; i < count; i += 256) {
 		uint pos = i / cg;
-		s += x[base + pos * p.C + (i - pos * cg)];
+		s += float(AT(x, base + pos * p.C + (i - pos * cg)));
 	}
 	float mean = reduceSum(s) / float(count);
 	float v = 0.0;
 	for (uint i = lid; i < count; i += 256) {
 		uint pos = i / cg;
-		float d = x[base + pos * p.C + (i - pos * cg)] - mean;
+		float d = float(AT(x, base + pos * p.C + (i - pos * cg))) - mean;
 		v += d * d;
 	}
 	float inv = inversesqrt(reduceSum(v) / float(count) + p.eps);
@@ -62,6 +64,6 @@ void main() {
 		uint c = i - pos * cg;
 		uint idx = base + pos * p.C + c;
 		uint ch = g * cg + c;
-		dst[idx] = activate((x[idx] - mean) * inv * float(scale[ch]) + float(shift[ch]), p.act);
+		AT(dst, idx) = ACT_T(activate((float(AT(x, idx)) - mean) * inv * float(AT(scale, ch)) + float(AT(shift, ch)), p.act));
 	}
 }

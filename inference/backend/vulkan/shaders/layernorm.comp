@@ -1,15 +1,18 @@
 #version 450
-#extension GL_EXT_shader_16bit_storage : require
+#extension GL_GOOGLE_include_directive : require
 // Layer norm of every row of x [R, C], then per-feature scale and shift.
-// One workgroup per row, two-pass mean and variance.
+// One workgroup per row, two-pass mean and variance in fp32.
+#include "buffers.glsl"
+
 layout(local_size_x = 64) in;
 
-layout(std430, binding = 0) readonly buffer XBuf { float x[]; };
-layout(std430, binding = 1) readonly buffer SBuf { float16_t scale[]; };
-layout(std430, binding = 2) readonly buffer TBuf { float16_t shift[]; };
-layout(std430, binding = 3) writeonly buffer DBuf { float dst[]; };
+BUF(0, readonly, ACT_T, x)
+BUF(1, readonly, float16_t, scale)
+BUF(2, readonly, float16_t, shift)
+BUF(3, writeonly, ACT_T, dst)
 
 layout(push_constant) uniform Push {
+	REF(x) REF(scale) REF(shift) REF(dst)
 	uint R, C;
 	float eps;
 } p;
@@ -36,16 +39,16 @@ void main() {
 	uint lid = gl_LocalInvocationID.x;
 	float s = 0.0;
 	for (uint c = lid; c < p.C; c += 64) {
-		s += x[base + c];
+		s += float(AT(x, base + c));
 	}
 	float mean = reduceSum(s) / float(p.C);
 	float v = 0.0;
 	for (uint c = lid; c < p.C; c += 64) {
-		float d = x[base + c] - mean;
+		float d = float(AT(x, base + c)) - mean;
 		v += d * d;
 	}
 	float inv = inversesqrt(reduceSum(v) / float(p.C) + p.eps);
 	for (uint c = lid; c < p.C; c += 64) {
-		dst[base + c] = (x[base + c] - mean) * inv * float(scale[c]) + float(shift[c]);
+		AT(dst, base + c) = ACT_T((float(AT(x, base + c)) - mean) * inv * float(AT(scale, c)) + float(AT(shift, c)));
 	}
 }

@@ -2,12 +2,16 @@
 // Nearest-neighbour resize of NHWC x [N, H, W, C] to [N, Ho, Wo, C] with
 // PyTorch's index rule: source row min(floor(y·(H/Ho)), H-1), the ratio
 // rounded to float32 on the host exactly as PyTorch computes it.
+#extension GL_GOOGLE_include_directive : require
+#include "buffers.glsl"
+
 layout(local_size_x = 256) in;
 
-layout(std430, binding = 0) readonly buffer XBuf { float x[]; };
-layout(std430, binding = 1) writeonly buffer DBuf { float dst[]; };
+BUF(0, readonly, ACT_T, x)
+BUF(1, writeonly, ACT_T, dst)
 
 layout(push_constant) uniform Push {
+	REF(x) REF(dst)
 	uint n, H, W, Ho, Wo, C;
 	float sh, sw;
 } p;
@@ -23,6 +27,6 @@ void main() {
 		uint b = t / p.Ho;
 		uint iy = min(uint(floor(float(oy) * p.sh)), p.H - 1);
 		uint ix = min(uint(floor(float(ox) * p.sw)), p.W - 1);
-		dst[i] = x[((b * p.H + iy) * p.W + ix) * p.C + c];
+		AT(dst, i) = AT(x, ((b * p.H + iy) * p.W + ix) * p.C + c);
 	}
 }

@@ -44,6 +44,7 @@ type DeviceCommands struct {
 	destroyFence                uintptr
 	waitForFences               uintptr
 	resetFences                 uintptr
+	getBufferDeviceAddress      uintptr
 }
 
 func newDeviceCommands(dev Device, family uint32) *DeviceCommands {
@@ -86,6 +87,7 @@ func newDeviceCommands(dev Device, family uint32) *DeviceCommands {
 	c.destroyFence = p("vkDestroyFence")
 	c.waitForFences = p("vkWaitForFences")
 	c.resetFences = p("vkResetFences")
+	c.getBufferDeviceAddress = p("vkGetBufferDeviceAddress")
 	call(c.getDeviceQueue, uintptr(dev), uintptr(family), 0, uintptr(unsafe.Pointer(&c.Queue)))
 	return c
 }
@@ -126,6 +128,14 @@ func (c *DeviceCommands) FreeMemory(m DeviceMemory) {
 
 func (c *DeviceCommands) BindBufferMemory(b Buffer, m DeviceMemory, offset uint64) error {
 	return check("vkBindBufferMemory", callResult(c.bindBufferMemory, uintptr(c.Device), uintptr(b), uintptr(m), uintptr(offset)))
+}
+
+// BufferDeviceAddress is the address shaders reach b at; b needs
+// BufferUsageShaderDeviceAddress and memory allocated with
+// MemoryAllocateDeviceAddress.
+func (c *DeviceCommands) BufferDeviceAddress(b Buffer) uint64 {
+	info := BufferDeviceAddressInfo{SType: StructureTypeBufferDeviceAddressInfo, Buffer: b}
+	return uint64(call(c.getBufferDeviceAddress, uintptr(c.Device), uintptr(unsafe.Pointer(&info))))
 }
 
 // MapMemory maps size bytes of host-visible memory.

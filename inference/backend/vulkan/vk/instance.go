@@ -166,6 +166,9 @@ type Properties struct {
 	MaxComputeWorkGroupCount    [3]uint32
 	MaxComputeWorkGroupInvocs   uint32
 	MinStorageBufferOffsetAlign uint64
+	// MaxMemoryAllocationSize bounds one allocation, and so one tensor
+	// (VkPhysicalDeviceMaintenance3Properties).
+	MaxMemoryAllocationSize uint64
 }
 
 // Offsets into VkPhysicalDeviceProperties (vulkan_core.h, 64-bit).
@@ -186,10 +189,11 @@ const (
 // properties and, when withPCIBus, VK_EXT_pci_bus_info.
 func (c *InstanceCommands) PhysicalDeviceProperties(pd PhysicalDevice, withPCIBus bool) Properties {
 	var pci PhysicalDevicePCIBusInfoProperties
-	id := PhysicalDeviceIDProperties{SType: StructureTypePhysicalDeviceIDProperties}
+	m3 := PhysicalDeviceMaintenance3Properties{SType: StructureTypePhysicalDeviceMaintenance3Properties}
+	id := PhysicalDeviceIDProperties{SType: StructureTypePhysicalDeviceIDProperties, PNext: unsafe.Pointer(&m3)}
 	if withPCIBus {
 		pci.SType = StructureTypePhysicalDevicePCIBusInfoProperties
-		id.PNext = unsafe.Pointer(&pci)
+		m3.PNext = unsafe.Pointer(&pci)
 	}
 	p2 := PhysicalDeviceProperties2{SType: StructureTypePhysicalDeviceProperties2, PNext: unsafe.Pointer(&id)}
 	call(c.getPhysicalDeviceProperties2, uintptr(pd), uintptr(unsafe.Pointer(&p2)))
@@ -209,6 +213,7 @@ func (c *InstanceCommands) PhysicalDeviceProperties(pd PhysicalDevice, withPCIBu
 		MaxComputeSharedMemorySize:  u32(offLimits + limMaxComputeSharedMemorySize),
 		MaxComputeWorkGroupInvocs:   u32(offLimits + limMaxComputeWorkGroupInvocs),
 		MinStorageBufferOffsetAlign: binary.LittleEndian.Uint64(raw[offLimits+limMinStorageBufferOffsetAlig:]),
+		MaxMemoryAllocationSize:     m3.MaxMemoryAllocationSize,
 	}
 	for i := range p.MaxComputeWorkGroupCount {
 		p.MaxComputeWorkGroupCount[i] = u32(offLimits + limMaxComputeWorkGroupCount + 4*i)
@@ -219,12 +224,14 @@ func (c *InstanceCommands) PhysicalDeviceProperties(pd PhysicalDevice, withPCIBu
 	return p
 }
 
-// Supports16BitStorage reports storageBuffer16BitAccess.
-func (c *InstanceCommands) Supports16BitStorage(pd PhysicalDevice) bool {
-	s16 := PhysicalDevice16BitStorageFeatures{SType: StructureTypePhysicalDevice16BitStorageFeatures}
+// SupportsStorage16AndDeviceAddress reports storageBuffer16BitAccess and
+// bufferDeviceAddress, the two features CreateDevice enables.
+func (c *InstanceCommands) SupportsStorage16AndDeviceAddress(pd PhysicalDevice) bool {
+	bda := PhysicalDeviceBufferDeviceAddressFeatures{SType: StructureTypePhysicalDeviceBufferDeviceAddressFeatures}
+	s16 := PhysicalDevice16BitStorageFeatures{SType: StructureTypePhysicalDevice16BitStorageFeatures, PNext: unsafe.Pointer(&bda)}
 	f2 := PhysicalDeviceFeatures2{SType: StructureTypePhysicalDeviceFeatures2, PNext: unsafe.Pointer(&s16)}
 	call(c.getPhysicalDeviceFeatures2, uintptr(pd), uintptr(unsafe.Pointer(&f2)))
-	return s16.StorageBuffer16BitAccess != 0
+	return s16.StorageBuffer16BitAccess != 0 && bda.BufferDeviceAddress != 0
 }
 
 // MemoryProperties returns the device's memory types and heaps.
@@ -247,11 +254,12 @@ func (c *InstanceCommands) QueueFamilies(pd PhysicalDevice) []QueueFamilyPropert
 }
 
 // CreateDevice creates a logical device with one queue of family and
-// storageBuffer16BitAccess enabled.
+// storageBuffer16BitAccess and bufferDeviceAddress enabled.
 func (c *InstanceCommands) CreateDevice(pd PhysicalDevice, family uint32, extensions []string) (*DeviceCommands, error) {
 	prio := float32(1)
 	q := DeviceQueueCreateInfo{SType: StructureTypeDeviceQueueCreateInfo, QueueFamilyIndex: family, QueueCount: 1, PQueuePriorities: &prio}
-	s16 := PhysicalDevice16BitStorageFeatures{SType: StructureTypePhysicalDevice16BitStorageFeatures, StorageBuffer16BitAccess: 1}
+	bda := PhysicalDeviceBufferDeviceAddressFeatures{SType: StructureTypePhysicalDeviceBufferDeviceAddressFeatures, BufferDeviceAddress: 1}
+	s16 := PhysicalDevice16BitStorageFeatures{SType: StructureTypePhysicalDevice16BitStorageFeatures, PNext: unsafe.Pointer(&bda), StorageBuffer16BitAccess: 1}
 	info := DeviceCreateInfo{
 		SType:                   StructureTypeDeviceCreateInfo,
 		PNext:                   unsafe.Pointer(&s16),

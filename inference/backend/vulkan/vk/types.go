@@ -23,32 +23,36 @@ type (
 
 // Structure types (VkStructureType) the backend uses.
 const (
-	StructureTypeApplicationInfo                      = 0
-	StructureTypeInstanceCreateInfo                   = 1
-	StructureTypeDeviceQueueCreateInfo                = 2
-	StructureTypeDeviceCreateInfo                     = 3
-	StructureTypeSubmitInfo                           = 4
-	StructureTypeMemoryAllocateInfo                   = 5
-	StructureTypeFenceCreateInfo                      = 8
-	StructureTypeBufferCreateInfo                     = 12
-	StructureTypeShaderModuleCreateInfo               = 16
-	StructureTypePipelineShaderStageCreateInfo        = 18
-	StructureTypeComputePipelineCreateInfo            = 29
-	StructureTypePipelineLayoutCreateInfo             = 30
-	StructureTypeDescriptorSetLayoutCreateInfo        = 32
-	StructureTypeWriteDescriptorSet                   = 35
-	StructureTypeCommandPoolCreateInfo                = 39
-	StructureTypeCommandBufferAllocateInfo            = 40
-	StructureTypeCommandBufferBeginInfo               = 42
-	StructureTypeMemoryBarrier                        = 46
-	StructureTypePhysicalDeviceFeatures2              = 1000059000
-	StructureTypePhysicalDeviceProperties2            = 1000059001
-	StructureTypePhysicalDeviceIDProperties           = 1000071004
-	StructureTypePhysicalDevice16BitStorageFeatures   = 1000083000
-	StructureTypeDebugUtilsMessengerCallbackData      = 1000128003
-	StructureTypeDebugUtilsMessengerCreateInfo        = 1000128004
-	StructureTypePhysicalDevicePCIBusInfoProperties   = 1000212000
-	StructureTypePhysicalDeviceShaderFloat16Int8Feats = 1000082000
+	StructureTypeApplicationInfo                           = 0
+	StructureTypeInstanceCreateInfo                        = 1
+	StructureTypeDeviceQueueCreateInfo                     = 2
+	StructureTypeDeviceCreateInfo                          = 3
+	StructureTypeSubmitInfo                                = 4
+	StructureTypeMemoryAllocateInfo                        = 5
+	StructureTypeFenceCreateInfo                           = 8
+	StructureTypeBufferCreateInfo                          = 12
+	StructureTypeShaderModuleCreateInfo                    = 16
+	StructureTypePipelineShaderStageCreateInfo             = 18
+	StructureTypeComputePipelineCreateInfo                 = 29
+	StructureTypePipelineLayoutCreateInfo                  = 30
+	StructureTypeDescriptorSetLayoutCreateInfo             = 32
+	StructureTypeWriteDescriptorSet                        = 35
+	StructureTypeCommandPoolCreateInfo                     = 39
+	StructureTypeCommandBufferAllocateInfo                 = 40
+	StructureTypeCommandBufferBeginInfo                    = 42
+	StructureTypeMemoryBarrier                             = 46
+	StructureTypePhysicalDeviceFeatures2                   = 1000059000
+	StructureTypePhysicalDeviceProperties2                 = 1000059001
+	StructureTypePhysicalDeviceIDProperties                = 1000071004
+	StructureTypePhysicalDevice16BitStorageFeatures        = 1000083000
+	StructureTypeDebugUtilsMessengerCallbackData           = 1000128003
+	StructureTypeDebugUtilsMessengerCreateInfo             = 1000128004
+	StructureTypePhysicalDevicePCIBusInfoProperties        = 1000212000
+	StructureTypePhysicalDeviceShaderFloat16Int8Feats      = 1000082000
+	StructureTypeMemoryAllocateFlagsInfo                   = 1000060000
+	StructureTypePhysicalDeviceMaintenance3Properties      = 1000168000
+	StructureTypeBufferDeviceAddressInfo                   = 1000244001
+	StructureTypePhysicalDeviceBufferDeviceAddressFeatures = 1000257000
 )
 
 // Result is a VkResult; negative values are errors.
@@ -85,6 +89,13 @@ const (
 	BufferUsageTransferSrc   = 0x1
 	BufferUsageTransferDst   = 0x2
 	BufferUsageStorageBuffer = 0x20
+	// BufferUsageShaderDeviceAddress lets shaders reach the buffer through
+	// its device address (Vulkan 1.2 core bufferDeviceAddress).
+	BufferUsageShaderDeviceAddress = 0x20000
+
+	// MemoryAllocateDeviceAddress is VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT,
+	// required for memory bound to a buffer with a device address.
+	MemoryAllocateDeviceAddress = 0x2
 
 	SharingModeExclusive = 0
 
@@ -221,6 +232,34 @@ type PhysicalDevice16BitStorageFeatures struct {
 	UniformAndStorageBuffer16BitAccess uint32
 	StoragePushConstant16              uint32
 	StorageInputOutput16               uint32
+}
+
+type PhysicalDeviceBufferDeviceAddressFeatures struct {
+	SType                            uint32
+	PNext                            unsafe.Pointer
+	BufferDeviceAddress              uint32
+	BufferDeviceAddressCaptureReplay uint32
+	BufferDeviceAddressMultiDevice   uint32
+}
+
+type PhysicalDeviceMaintenance3Properties struct {
+	SType                   uint32
+	PNext                   unsafe.Pointer
+	MaxPerSetDescriptors    uint32
+	MaxMemoryAllocationSize uint64
+}
+
+type MemoryAllocateFlagsInfo struct {
+	SType      uint32
+	PNext      unsafe.Pointer
+	Flags      uint32
+	DeviceMask uint32
+}
+
+type BufferDeviceAddressInfo struct {
+	SType  uint32
+	PNext  unsafe.Pointer
+	Buffer Buffer
 }
 
 type MemoryType struct {
