@@ -220,7 +220,7 @@ func runGenerate(e *env, args []string) (err error) {
 		return err
 	}
 	defer func() { _ = p.Close() }()
-	if err := checkMemory(p.Model(), req); err != nil {
+	if err := checkMemory(p.Model(), req, b); err != nil {
 		return err
 	}
 	enc := json.NewEncoder(e.stdout)
@@ -338,31 +338,76 @@ func memoryLimit() int64 {
 }
 
 // checkMemory fails with exit code 71 (out of memory) before any weight is converted when
-// the container's memory limit cannot hold the largest phase (the UNet's
-// float32 weights and a rough bound on activations): the Go runtime
-// cannot recover from an allocation failure later: it would crash with
-// exit status 2, retried like any crash, without saying why. It also sets
-// the garbage collector's soft limit a little under the container limit.
-func checkMemory(m *checkpoint.Model, req pipeline.Request) error {
+// the container's memory limit cannot hold the largest phase (see
+// hostMemoryNeed): the Go runtime cannot recover from an allocation
+// failure later: it would crash with exit status 2, retried like any
+// crash, without saying why. It also sets the garbage collector's soft
+// limit a little under the container limit.
+func checkMemory(m *checkpoint.Model, req pipeline.Request, b backend.Backend) error {
 	limit := memoryLimit()
 	if limit == 0 {
 		return nil
 	}
 	debug.SetMemoryLimit(limit / 10 * 9)
-	var weights int64
+	if need := hostMemoryNeed(m, req, memoryKindOf(b)); need > limit {
+		return exitError{podcontract.ExitOutOfMemory, fmt.Errorf("a %dx%d image with this model needs about %d MiB, more than the container's memory limit of %d MiB", req.Width, req.Height, need>>20, limit>>20)}
+	}
+	return nil
+}
+
+// memoryKind is where a backend keeps weights and activations, which
+// decides what the container's memory must hold.
+type memoryKind int
+
+const (
+	// hostMemory: the CPU backend, float32 weights and activations.
+	hostMemory memoryKind = iota
+	// softwareDevice: Vulkan on lavapipe, whose device memory is the
+	// process's: fp16 weights and activations.
+	softwareDevice
+	// gpuMemory: Vulkan on a GPU: the host holds only what passes
+	// through on the way to the device.
+	gpuMemory
+)
+
+func memoryKindOf(b backend.Backend) memoryKind {
+	if vb, ok := b.(*vulkan.Backend); ok {
+		if vb.Device().Software() {
+			return softwareDevice
+		}
+		return gpuMemory
+	}
+	return hostMemory
+}
+
+// hostMemoryNeed is a rough bound on the container memory the largest
+// phase needs. On the host (the CPU backend, or lavapipe's device memory)
+// that is the largest network's weights (float32 on the CPU, fp16 on
+// lavapipe) and the VAE's full-resolution blocks, which hold a few
+// [H, W, 128..256] activations at once. A GPU backend streams each weight
+// to the device through bounded staging, converting one non-fp16 weight
+// at a time (float32 and fp16 copies: 6 bytes an element), and the host
+// keeps only the latents and the image.
+func hostMemoryNeed(m *checkpoint.Model, req pipeline.Request, kind memoryKind) int64 {
+	var weights, largest int64
 	for _, c := range []checkpoint.Component{checkpoint.UNet, checkpoint.TextEncoder, checkpoint.VAE} {
 		var n int64
 		for _, name := range m.Names(c) {
 			t, _ := m.Tensor(c, name)
 			n += t.NumElements()
+			largest = max(largest, t.NumElements())
 		}
-		weights = max(weights, 4*n)
+		weights = max(weights, n)
 	}
-	// The VAE's full-resolution blocks hold a few [H, W, 128..256] float32
-	// tensors at once.
-	activations := int64(req.Width) * int64(req.Height) * 256 * 4 * 4
-	if need := weights + activations; need > limit {
-		return exitError{podcontract.ExitOutOfMemory, fmt.Errorf("a %dx%d image with this model needs about %d MiB, more than the container's memory limit of %d MiB", req.Width, req.Height, need>>20, limit>>20)}
+	pixels := int64(req.Width) * int64(req.Height)
+	// The Vulkan backend's staging: at most 64 MiB recorded before a
+	// submit, in chunks of 16 MiB, kept pooled.
+	const staging = 80 << 20
+	switch kind {
+	case softwareDevice:
+		return 2*weights + pixels*256*2*4 + staging + 6*largest
+	case gpuMemory:
+		return staging + 6*largest + pixels*32
 	}
-	return nil
+	return 4*weights + pixels*256*4*4
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sdfleet/sdfleet/controllers/podcontract"
 	"github.com/sdfleet/sdfleet/inference/backend"
+	"github.com/sdfleet/sdfleet/inference/backend/vulkan/vk"
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
 	"github.com/sdfleet/sdfleet/inference/models"
 	"github.com/sdfleet/sdfleet/inference/pipeline"
@@ -277,6 +278,7 @@ func TestExitCodeOf(t *testing.T) {
 		{exitError{podcontract.ExitDeviceError, errors.New("no gpu")}, podcontract.ExitDeviceError},
 		{fmt.Errorf("step 3: %w", &backend.OutOfMemoryError{What: "activation [2 64 64 320]", Bytes: 10 << 20, Device: "gpu"}), podcontract.ExitOutOfMemory},
 		{&pipeline.ModelError{Path: "m", Err: &models.WeightError{Tensor: "unet/conv_in", Err: &backend.OutOfMemoryError{What: "weight", Device: "gpu"}}}, podcontract.ExitOutOfMemory},
+		{fmt.Errorf("step 2: %w", &vk.Error{Call: "vkQueueSubmit", Result: vk.ErrorDeviceLost}), podcontract.ExitDeviceError},
 		{&pipeline.NonFiniteError{Step: 3, Steps: 20, Where: "latents"}, 1},
 		{context.Canceled, 1},
 	}
@@ -309,5 +311,39 @@ func TestGeneratePromptThatLooksLikeAFlag(t *testing.T) {
 	code := run([]string{"generate", "--model", model, "--prompt", "a fox", "--output", out, "--help"}, &stdout, &stderr)
 	if _, err := os.Stat(out); code != 0 || !strings.Contains(stdout.String(), "Usage: sdgen generate") || err == nil {
 		t.Errorf("--help after the flags: exit %d, stdout %q, stat of the PNG: %v", code, stdout.String(), err)
+	}
+}
+
+// The memory check budgets what each backend keeps in the container: the
+// CPU float32 weights and activations, lavapipe fp16 ones (its device
+// memory is the process's), a GPU only staging, one weight's conversion
+// and the image.
+func TestHostMemoryNeedFollowsTheBackend(t *testing.T) {
+	m, err := checkpoint.Open(tinyModels(t)[checkpoint.Diffusers], checkpoint.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	req := pipeline.Request{Width: 512, Height: 512}
+	var weights, largest int64
+	for _, c := range []checkpoint.Component{checkpoint.UNet, checkpoint.TextEncoder, checkpoint.VAE} {
+		var n int64
+		for _, name := range m.Names(c) {
+			tt, _ := m.Tensor(c, name)
+			n += tt.NumElements()
+			largest = max(largest, tt.NumElements())
+		}
+		weights = max(weights, n)
+	}
+	cpuNeed := hostMemoryNeed(m, req, hostMemory)
+	if want := 4*weights + 512*512*256*4*4; cpuNeed != want {
+		t.Errorf("CPU: %d bytes, want float32 weights and VAE activations, %d", cpuNeed, want)
+	}
+	soft, gpu := hostMemoryNeed(m, req, softwareDevice), hostMemoryNeed(m, req, gpuMemory)
+	if !(gpu < soft && soft < cpuNeed) {
+		t.Errorf("GPU %d, lavapipe %d, CPU %d bytes: want each below the next", gpu, soft, cpuNeed)
+	}
+	if gpu != 80<<20+6*largest+512*512*32 {
+		t.Errorf("GPU: %d bytes, want staging, one weight's conversion and the image only", gpu)
 	}
 }

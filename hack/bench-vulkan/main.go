@@ -16,7 +16,15 @@ func main() {
 	index := flag.Int("device", 0, "Vulkan device index (vulkan:N)")
 	repeat := flag.Int("repeat", 3, "runs per figure; the best is reported")
 	f32Act := flag.Bool("f32", false, "fp32 activations (the phase a backend.F32Activations caller gets) instead of fp16")
+	beyond := flag.Bool("beyond-range", false, "instead, run the tail of a 512x512 VAE decode in fp32, on tensors beyond lavapipe's maxStorageBufferRange, against the CPU")
 	flag.Parse()
+	if *beyond {
+		if err := beyondRange(*index); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-vulkan:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*index, *repeat, *f32Act); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-vulkan:", err)
 		os.Exit(1)

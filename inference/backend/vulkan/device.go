@@ -72,6 +72,9 @@ type Device struct {
 	// bindLimit and addressed those recorded with device addresses: tests
 	// compare the two.
 	oversized, addressed int
+	// allocations counts device memory allocations, so tests can prove
+	// that a step's activations come from the pool.
+	allocations int
 
 	kernels kernelCache
 	pool    bufferPool
@@ -107,6 +110,11 @@ func (d *Device) SetActivationDType(dt tensor.DType) (tensor.DType, error) {
 	d.act = dt
 	return prev, nil
 }
+
+// AddressedDispatches is how many dispatches so far reached their buffers
+// through device addresses (those touching a buffer beyond the binding
+// limit).
+func (d *Device) AddressedDispatches() int { return d.addressed }
 
 // Properties returns the limits the backend reads.
 func (d *Device) Properties() vk.Properties { return d.props }

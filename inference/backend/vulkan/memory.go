@@ -88,6 +88,7 @@ func (d *Device) allocate(what string, size uint64, staging bool) (*Buffer, erro
 	} else {
 		b.addr = d.dev.BufferDeviceAddress(b.buf)
 	}
+	d.allocations++
 	return b, nil
 }
 

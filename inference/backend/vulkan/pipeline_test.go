@@ -20,6 +20,9 @@ import (
 type run struct {
 	latents [][]float32
 	image   []byte // RGB
+	// On Vulkan: the device's submits and memory allocations so far, at
+	// the end of each step.
+	submits, allocations []int
 }
 
 func generate(t *testing.T, b backend.Backend, model string, req pipeline.Request) run {
@@ -31,7 +34,13 @@ func generate(t *testing.T, b backend.Backend, model string, req pipeline.Reques
 	defer func() { _ = p.Close() }()
 	var r run
 	out, err := p.Generate(context.Background(), req, pipeline.Hooks{
-		Step: func(_ int, _, l []float32) { r.latents = append(r.latents, append([]float32(nil), l...)) },
+		Step: func(_ int, _, l []float32) {
+			r.latents = append(r.latents, append([]float32(nil), l...))
+			if vb, ok := b.(*Backend); ok {
+				r.submits = append(r.submits, vb.d.rec.submits)
+				r.allocations = append(r.allocations, vb.d.allocations)
+			}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +66,11 @@ func generate(t *testing.T, b backend.Backend, model string, req pipeline.Reques
 // (fp32 activations: 4.8e-5 and 2.4e-2); bounded at 0.1 and 0.15. The
 // image must reach 40 dB PSNR against the CPU's (measured 54.7 and
 // 54.4 dB); a wrong kernel fails these bounds by orders of magnitude.
+//
+// Every step after the first is one submit (the whole guided UNet
+// evaluation is one command buffer, waited for when the prediction is
+// read) and allocates no device memory (its activations come from the
+// pool the first step filled).
 func TestTinyPipelineMatchesTheCPU(t *testing.T) {
 	for _, tc := range []struct {
 		dtype     safetensors.DType
@@ -85,6 +99,15 @@ func TestTinyPipelineMatchesTheCPU(t *testing.T) {
 			for s := range want.latents {
 				for i, w := range want.latents[s] {
 					worst = max(worst, math.Abs(float64(got.latents[s][i]-w)))
+				}
+			}
+			t.Logf("submits %v allocations %v", got.submits, got.allocations)
+			for s := 1; s < len(got.submits); s++ {
+				if n := got.submits[s] - got.submits[s-1]; n != 1 {
+					t.Errorf("step %d took %d submits, want 1", s+1, n)
+				}
+				if n := got.allocations[s] - got.allocations[s-1]; n != 0 {
+					t.Errorf("step %d made %d device allocations, want none", s+1, n)
 				}
 			}
 			t.Logf("largest latent difference over %d steps: %.3g", len(want.latents), worst)
