@@ -287,12 +287,36 @@ func (d *Device) selectPhysical(sel Selector) error {
 	if err != nil {
 		return err
 	}
+	pick, err := choose(cands, sel)
+	if err != nil {
+		return err
+	}
+	c := cands[pick]
+	d.phys, d.props, d.family = c.phys, c.props, c.family
+	d.mem = d.inst.MemoryProperties(c.phys)
+	return nil
+}
+
+// choose picks the candidate sel names. A GPU named by UUID or PCI
+// address among devices that are all software (lavapipe) means that the
+// GPU's own driver is missing (an NVIDIA node without the graphics
+// capability, say): that is ErrNoDevice, on which --device auto falls
+// back to the CPU, not ErrWrongDevice, which refuses another GPU.
+func choose(cands []candidate, sel Selector) (int, error) {
 	if len(cands) == 0 {
-		return ErrNoDevice
+		return -1, ErrNoDevice
 	}
 	names := make([]string, len(cands))
+	hardware := false
 	for i, c := range cands {
 		names[i] = fmt.Sprintf("%s (GPU-%s)", c.props.DeviceName, vk.UUIDString(c.props.DeviceUUID))
+		hardware = hardware || c.props.DeviceType != vk.PhysicalDeviceTypeCPU
+	}
+	missing := func(what string) error {
+		if !hardware {
+			return fmt.Errorf("%w: the GPU %s has no Vulkan driver here, the loader found only the software devices %s; NVIDIA nodes need NVIDIA_DRIVER_CAPABILITIES to include graphics", ErrNoDevice, what, strings.Join(names, ", "))
+		}
+		return nil
 	}
 	pick := -1
 	switch {
@@ -304,12 +328,15 @@ func (d *Device) selectPhysical(sel Selector) error {
 			}
 		}
 		if pick < 0 {
-			return fmt.Errorf("%w: UUID %s is not among %s", ErrWrongDevice, sel.UUID, strings.Join(names, ", "))
+			if err := missing("with UUID " + sel.UUID); err != nil {
+				return -1, err
+			}
+			return -1, fmt.Errorf("%w: UUID %s is not among %s", ErrWrongDevice, sel.UUID, strings.Join(names, ", "))
 		}
 	case sel.PCIBusID != "":
 		want, err := parsePCIBusID(sel.PCIBusID)
 		if err != nil {
-			return err
+			return -1, err
 		}
 		for i, c := range cands {
 			if p := c.props.PCIBus; p != nil && p.PCIDomain == want[0] && p.PCIBus == want[1] && p.PCIDevice == want[2] && p.PCIFunction == want[3] {
@@ -317,7 +344,10 @@ func (d *Device) selectPhysical(sel Selector) error {
 			}
 		}
 		if pick < 0 {
-			return fmt.Errorf("%w: PCI bus address %s is not among %s (devices without VK_EXT_pci_bus_info cannot be matched by address)", ErrWrongDevice, sel.PCIBusID, strings.Join(names, ", "))
+			if err := missing("at PCI bus address " + sel.PCIBusID); err != nil {
+				return -1, err
+			}
+			return -1, fmt.Errorf("%w: PCI bus address %s is not among %s (devices without VK_EXT_pci_bus_info cannot be matched by address)", ErrWrongDevice, sel.PCIBusID, strings.Join(names, ", "))
 		}
 	case sel.Software:
 		for i, c := range cands {
@@ -327,18 +357,15 @@ func (d *Device) selectPhysical(sel Selector) error {
 			}
 		}
 		if pick < 0 {
-			return fmt.Errorf("%w: no software Vulkan device (Mesa's lavapipe) among %s", ErrNoDevice, strings.Join(names, ", "))
+			return -1, fmt.Errorf("%w: no software Vulkan device (Mesa's lavapipe) among %s", ErrNoDevice, strings.Join(names, ", "))
 		}
 	default:
 		if sel.Index < 0 || sel.Index >= len(cands) {
-			return fmt.Errorf("%w: vulkan:%d requested but there are %d devices: %s", ErrWrongDevice, sel.Index, len(cands), strings.Join(names, ", "))
+			return -1, fmt.Errorf("%w: vulkan:%d requested but there are %d devices: %s", ErrWrongDevice, sel.Index, len(cands), strings.Join(names, ", "))
 		}
 		pick = sel.Index
 	}
-	c := cands[pick]
-	d.phys, d.props, d.family = c.phys, c.props, c.family
-	d.mem = d.inst.MemoryProperties(c.phys)
-	return nil
+	return pick, nil
 }
 
 // parsePCIBusID reads "dddd:bb:dd.f" or "bb:dd.f" (hexadecimal), the

@@ -166,22 +166,55 @@ func TestSelectByUUIDAndIndex(t *testing.T) {
 
 func TestSelectRefusesAnotherGPU(t *testing.T) {
 	device(t)
-	const absent = "GPU-00000000-1111-2222-3333-444444444444"
-	for _, tc := range []struct {
-		sel  Selector
-		want string
-	}{
-		{Selector{UUID: absent}, absent},
-		{Selector{Index: 99}, "vulkan:99"},
-		{Selector{PCIBusID: "0000:e1:00.0"}, "0000:e1:00.0"},
-	} {
-		_, err := Open(Options{Select: tc.sel})
-		if !errors.Is(err, ErrWrongDevice) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: error %v, want ErrWrongDevice naming %s", tc.sel, err, tc.want)
-		}
+	if _, err := Open(Options{Select: Selector{Index: 99}}); !errors.Is(err, ErrWrongDevice) || !strings.Contains(err.Error(), "vulkan:99") {
+		t.Errorf("vulkan:99: error %v, want ErrWrongDevice naming it", err)
 	}
 	if _, err := Open(Options{Select: Selector{PCIBusID: "not-an-address"}}); err == nil || !strings.Contains(err.Error(), "dddd:bb:dd.f") {
 		t.Errorf("bad PCI address: error %v, want the expected spelling", err)
+	}
+}
+
+// A GPU named by UUID or PCI address is refused when other GPUs are
+// there but not it (ErrWrongDevice, naming both), and reported missing
+// when the loader found only software devices (ErrNoDevice: its driver
+// is absent, and --device auto falls back to the CPU).
+func TestChooseTellsAnotherGPUFromAMissingDriver(t *testing.T) {
+	const absent = "GPU-00000000-1111-2222-3333-444444444444"
+	gpu := candidate{props: vk.Properties{DeviceName: "NVIDIA H200", DeviceType: vk.PhysicalDeviceTypeDiscreteGPU,
+		DeviceUUID: [16]byte{0xaa, 1}, PCIBus: &vk.PhysicalDevicePCIBusInfoProperties{PCIBus: 0x65}}}
+	lavapipe := candidate{props: vk.Properties{DeviceName: "llvmpipe", DeviceType: vk.PhysicalDeviceTypeCPU, DeviceUUID: [16]byte{0x6d}}}
+	for _, tc := range []struct {
+		name  string
+		cands []candidate
+		sel   Selector
+		pick  int
+		err   error
+		names []string
+	}{
+		{"uuid found", []candidate{lavapipe, gpu}, Selector{UUID: "GPU-aa010000-0000-0000-0000-000000000000"}, 1, nil, nil},
+		{"pci found", []candidate{lavapipe, gpu}, Selector{PCIBusID: "0000:65:00.0"}, 1, nil, nil},
+		{"software", []candidate{gpu, lavapipe}, Selector{Software: true}, 1, nil, nil},
+		{"another gpu", []candidate{gpu, lavapipe}, Selector{UUID: absent}, -1, ErrWrongDevice, []string{absent, "GPU-aa010000"}},
+		{"another pci", []candidate{gpu}, Selector{PCIBusID: "0000:e1:00.0"}, -1, ErrWrongDevice, []string{"0000:e1:00.0", "NVIDIA H200"}},
+		{"no driver for the uuid", []candidate{lavapipe}, Selector{UUID: absent}, -1, ErrNoDevice, []string{absent, "llvmpipe", "graphics"}},
+		{"no driver for the pci", []candidate{lavapipe}, Selector{PCIBusID: "0000:e1:00.0"}, -1, ErrNoDevice, []string{"0000:e1:00.0", "llvmpipe"}},
+		{"no software", []candidate{gpu}, Selector{Software: true}, -1, ErrNoDevice, []string{"lavapipe"}},
+		{"no devices", nil, Selector{}, -1, ErrNoDevice, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pick, err := choose(tc.cands, tc.sel)
+			if pick != tc.pick || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
+				t.Fatalf("pick %d, error %v; want %d, %v", pick, err, tc.pick, tc.err)
+			}
+			for _, n := range tc.names {
+				if !strings.Contains(err.Error(), n) {
+					t.Errorf("error %q does not name %s", err, n)
+				}
+			}
+			if tc.err == ErrNoDevice && !IsUnavailable(err) {
+				t.Errorf("error %v: IsUnavailable is false", err)
+			}
+		})
 	}
 }
 
