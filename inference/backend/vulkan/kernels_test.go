@@ -389,7 +389,7 @@ func TestEmbedding(t *testing.T) {
 		want := ref.Embedding(htable, ids)
 		want.Shape = []int{1, 77, 24}
 		expectClose(t, d, dst, want)
-		// An fp32 activation as the table.
+		// An activation as the table (fp32 in the fp32 modes).
 		table32, htable32 := activation(t, d, rng, 50, 24)
 		if err := d.Embedding(dst, table32, ids); err != nil {
 			t.Fatal(err)

@@ -1,6 +1,8 @@
 package vk
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"unsafe"
 )
@@ -69,5 +71,15 @@ func TestStrings(t *testing.T) {
 	}
 	if !IsOutOfMemory(&Error{Call: "vkAllocateMemory", Result: ErrorOutOfDeviceMemory}) || IsDeviceLost(&Error{Result: ErrorOutOfDeviceMemory}) {
 		t.Error("error classification")
+	}
+}
+
+// A missing loader is ErrNoLoader, naming the library: sdgen's auto
+// device falls back to the CPU on it, and an explicit vulkan:N is a
+// device error saying what is missing.
+func TestMissingLoader(t *testing.T) {
+	_, _, err := open("libvulkan-absent.so.1")
+	if !errors.Is(err, ErrNoLoader) || !strings.Contains(err.Error(), LoaderName) || !strings.Contains(err.Error(), "libvulkan-absent.so.1") {
+		t.Errorf("error %v, want ErrNoLoader naming the library", err)
 	}
 }

@@ -26,21 +26,24 @@ var (
 
 // Load opens the Vulkan loader once per process.
 func Load() error {
-	loadOnce.Do(func() {
-		lib, err := purego.Dlopen(LoaderName, purego.RTLD_NOW|purego.RTLD_GLOBAL)
-		if err != nil {
-			loadErr = fmt.Errorf("%w: %v", ErrNoLoader, err)
-			return
-		}
-		if getInstanceProcAddr, err = purego.Dlsym(lib, "vkGetInstanceProcAddr"); err != nil {
-			loadErr = fmt.Errorf("%w: %v", ErrNoLoader, err)
-			return
-		}
-		if getDeviceProcAddr, err = purego.Dlsym(lib, "vkGetDeviceProcAddr"); err != nil {
-			loadErr = fmt.Errorf("%w: %v", ErrNoLoader, err)
-		}
-	})
+	loadOnce.Do(func() { getInstanceProcAddr, getDeviceProcAddr, loadErr = open(LoaderName) })
 	return loadErr
+}
+
+// open loads the named loader library and its two entry points; any
+// failure is ErrNoLoader, on which --device auto falls back to the CPU.
+func open(name string) (instanceProc, deviceProc uintptr, err error) {
+	lib, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %v", ErrNoLoader, err)
+	}
+	if instanceProc, err = purego.Dlsym(lib, "vkGetInstanceProcAddr"); err != nil {
+		return 0, 0, fmt.Errorf("%w: %v", ErrNoLoader, err)
+	}
+	if deviceProc, err = purego.Dlsym(lib, "vkGetDeviceProcAddr"); err != nil {
+		return 0, 0, fmt.Errorf("%w: %v", ErrNoLoader, err)
+	}
+	return instanceProc, deviceProc, nil
 }
 
 // call invokes a C function pointer. Its uintptr arguments may be Go
