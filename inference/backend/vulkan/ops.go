@@ -140,7 +140,7 @@ func (d *Device) MatMul(dst, x, w, bias, residual *Tensor, act backend.Activatio
 	if dst.Len() != m*n || dst.dims[len(dst.dims)-1] != n {
 		return fmt.Errorf("matmul: dst %v, want [..., %d] with %d rows", dst.dims, n, m)
 	}
-	act16, err := activations("matmul", dst, "x residual", x, residual)
+	dt, err := activations("matmul", dst, "x residual", x, residual)
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func (d *Device) MatMul(dst, x, w, bias, residual *Tensor, act backend.Activatio
 		return fmt.Errorf("matmul: dst must not alias x")
 	}
 	push := []uint32{uint32(m), uint32(n), uint32(k), epilogueFlags(act, bias != nil, residual != nil)}
-	return d.run("matmul", act16, reads, []*Buffer{dst.buf}, push, [3]uint32{uint32((n + 63) / 64), uint32((m + 63) / 64), 1})
+	return d.run("matmul", dt, reads, []*Buffer{dst.buf}, push, [3]uint32{uint32((n + 63) / 64), uint32((m + 63) / 64), 1})
 }
 
 // Conv2D convolves x [N, H, W, Cin] with an fp16 weight [Cout, Cin, k, k]
@@ -191,7 +191,7 @@ func (d *Device) Conv2D(dst, x, w, bias, residual *Tensor, stride int, act backe
 	if !sameDims(dst.dims, []int{nb, ho, wo, cout}) {
 		return fmt.Errorf("conv2d: dst %v, want %v", dst.dims, []int{nb, ho, wo, cout})
 	}
-	act16, err := activations("conv2d", dst, "x residual", x, residual)
+	dt, err := activations("conv2d", dst, "x residual", x, residual)
 	if err != nil {
 		return err
 	}
@@ -220,7 +220,7 @@ func (d *Device) Conv2D(dst, x, w, bias, residual *Tensor, stride int, act backe
 	m, k := nb*ho*wo, cin*ks*ks
 	push := []uint32{uint32(m), uint32(cout), uint32(k), epilogueFlags(act, bias != nil, residual != nil),
 		uint32(h), uint32(wd), uint32(cin), uint32(ho), uint32(wo), uint32(ks), uint32(stride), uint32(ks / 2)}
-	return d.run("conv2d", act16, reads, []*Buffer{dst.buf}, push, [3]uint32{uint32((cout + 63) / 64), uint32((m + 63) / 64), 1})
+	return d.run("conv2d", dt, reads, []*Buffer{dst.buf}, push, [3]uint32{uint32((cout + 63) / 64), uint32((m + 63) / 64), 1})
 }
 
 func firstErr(errs ...error) error {
@@ -254,7 +254,7 @@ func (d *Device) GroupNorm(dst, x *Tensor, groups int, scale, shift *Tensor, eps
 	if scale.Len() != c || shift.Len() != c {
 		return fmt.Errorf("groupnorm: scale %v and shift %v must have %d elements", scale.dims, shift.dims, c)
 	}
-	act16, err := activations("groupnorm", dst, "x", x)
+	dt, err := activations("groupnorm", dst, "x", x)
 	if err := firstErr(err, want("groupnorm", "scale", scale, tensor.F16), want("groupnorm", "shift", shift, tensor.F16)); err != nil {
 		return err
 	}
@@ -264,7 +264,7 @@ func (d *Device) GroupNorm(dst, x *Tensor, groups int, scale, shift *Tensor, eps
 	n := x.dims[0]
 	p := x.Len() / (n * c)
 	push := []uint32{uint32(p), uint32(c), uint32(groups), uint32(act), f32(eps)}
-	return d.run("groupnorm", act16, []*Buffer{x.buf, scale.buf, shift.buf}, []*Buffer{dst.buf}, push, [3]uint32{uint32(n * groups), 1, 1})
+	return d.run("groupnorm", dt, []*Buffer{x.buf, scale.buf, shift.buf}, []*Buffer{dst.buf}, push, [3]uint32{uint32(n * groups), 1, 1})
 }
 
 // LayerNorm normalises every row of x [..., C] and applies fp16 scale and
@@ -280,7 +280,7 @@ func (d *Device) LayerNorm(dst, x, scale, shift *Tensor, eps float32) error {
 	if scale.Len() != c || shift.Len() != c {
 		return fmt.Errorf("layernorm: scale %v and shift %v must have %d elements", scale.dims, shift.dims, c)
 	}
-	act16, err := activations("layernorm", dst, "x", x)
+	dt, err := activations("layernorm", dst, "x", x)
 	if err := firstErr(err, want("layernorm", "scale", scale, tensor.F16), want("layernorm", "shift", shift, tensor.F16)); err != nil {
 		return err
 	}
@@ -288,7 +288,7 @@ func (d *Device) LayerNorm(dst, x, scale, shift *Tensor, eps float32) error {
 		return fmt.Errorf("layernorm: dst must not alias x")
 	}
 	rows := x.Len() / c
-	return d.run("layernorm", act16, []*Buffer{x.buf, scale.buf, shift.buf}, []*Buffer{dst.buf}, []uint32{uint32(rows), uint32(c), f32(eps)}, [3]uint32{uint32(rows), 1, 1})
+	return d.run("layernorm", dt, []*Buffer{x.buf, scale.buf, shift.buf}, []*Buffer{dst.buf}, []uint32{uint32(rows), uint32(c), f32(eps)}, [3]uint32{uint32(rows), 1, 1})
 }
 
 // MaxHeadWidth is the widest attention head the fused kernel holds in
@@ -322,7 +322,7 @@ func (d *Device) Attention(dst, q, k, v *Tensor, p backend.AttentionParams) erro
 	if p.Causal && tk < tq {
 		return fmt.Errorf("attention: causal attention needs Tk %d >= Tq %d", tk, tq)
 	}
-	act16, err := activations("attention", dst, "q k v", q, k, v)
+	dt, err := activations("attention", dst, "q k v", q, k, v)
 	if err != nil {
 		return err
 	}
@@ -340,7 +340,7 @@ func (d *Device) Attention(dst, q, k, v *Tensor, p backend.AttentionParams) erro
 		causal = 1
 	}
 	push := []uint32{uint32(tq), uint32(tk), uint32(c), uint32(hd), causal, f32(scale)}
-	return d.run("attention", act16, []*Buffer{q.buf, k.buf, v.buf}, []*Buffer{dst.buf}, push, [3]uint32{uint32((tq + 63) / 64), uint32(p.Heads), uint32(b)})
+	return d.run("attention", dt, []*Buffer{q.buf, k.buf, v.buf}, []*Buffer{dst.buf}, push, [3]uint32{uint32((tq + 63) / 64), uint32(p.Heads), uint32(b)})
 }
 
 // Point-wise operations of elementwise.comp.
