@@ -56,9 +56,10 @@ func softwareUUID(t *testing.T) string {
 }
 
 // --device vulkan:0 writes the picture --device cpu writes, within the
-// PSNR bound fp16 weights allow (the tiny model is stored in fp32 and
-// rounded on upload; inference/backend/vulkan measures 58 dB), and the
-// result names the device actually used.
+// PSNR bound fp16 weights and activations allow (the tiny model is stored
+// in fp32 and rounded on upload; measured 51.3 dB here, and 54.4 dB by
+// inference/backend/vulkan on its request), and the result names the
+// device actually used.
 func TestGenerateOnVulkanMatchesTheCPU(t *testing.T) {
 	model := tinyModels(t)[checkpoint.Diffusers]
 	onCPU := generate(t, small(model, "--device", "cpu")...)
