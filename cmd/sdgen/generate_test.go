@@ -311,3 +311,21 @@ func TestGeneratePromptThatLooksLikeAFlag(t *testing.T) {
 		t.Errorf("--help after the flags: exit %d, stdout %q, stat of the PNG: %v", code, stdout.String(), err)
 	}
 }
+
+// TestGenerateSingleFileWithoutTokenizerFolder runs sdgen on a single-file
+// checkpoint with CLIP's embedding and no tokenizer folder, as real
+// single-file SD 1.x checkpoints are shared.
+func TestGenerateSingleFileWithoutTokenizerFolder(t *testing.T) {
+	path, err := testmodel.Generate(t.TempDir(), testmodel.Options{Size: testmodel.Tiny, Layout: checkpoint.SingleFile, Seed: 5, CLIPVocab: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := generate(t, small(path)...)
+	if g.code != 0 {
+		t.Fatalf("exit %d: %s", g.code, g.stderr)
+	}
+	img, err := png.Decode(bytes.NewReader(g.png))
+	if err != nil || img.Bounds().Dx() != 64 || img.Bounds().Dy() != 48 {
+		t.Fatalf("PNG: %v", err)
+	}
+}
