@@ -11,12 +11,14 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/sdfleet/sdfleet/controllers/podcontract"
 	"github.com/sdfleet/sdfleet/inference/backend"
+	"github.com/sdfleet/sdfleet/inference/backend/cpu"
 	"github.com/sdfleet/sdfleet/inference/backend/vulkan"
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
 	"github.com/sdfleet/sdfleet/inference/noise"
@@ -73,6 +75,7 @@ type generateFlags struct {
 	model      string
 	output     string
 	device     string
+	precision  string
 	resultFile string
 	tokenizer  string
 	quiet      bool
@@ -94,6 +97,7 @@ func defineGenerateFlags(fs *flag.FlagSet) *generateFlags {
 	fs.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer folder for a single-file checkpoint (default: \"tokenizer\" beside it)")
 	fs.StringVar(&g.output, "output", "", "PNG file to write; parent folders are created (required)")
 	fs.StringVar(&g.device, "device", podcontract.DeviceAuto, "auto (the pod's GPU through Vulkan, the CPU when the pod has no GPU or Vulkan is unusable), cpu or vulkan:N")
+	fs.StringVar(&g.precision, "precision", "auto", "arithmetic of the CPU's matrix multiplies and convolutions: fp32, bf16 (bfloat16 products, float32 sums), or auto (bf16 where the CPU has bf16 dot-product instructions)")
 	fs.StringVar(&g.resultFile, "result-file", "", "file to write the JSON result to, on success and on failure")
 	fs.BoolVar(&g.quiet, "quiet", false, "no progress lines on stdout")
 	// Show each flag's environment variable in --help.
@@ -210,7 +214,7 @@ func runGenerate(e *env, args []string) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	b, err := newBackend(e, device, &res.Result)
+	b, err := newBackend(e, device, g.precision, &res.Result)
 	if err != nil {
 		return err
 	}
@@ -231,7 +235,11 @@ func runGenerate(e *env, args []string) (err error) {
 				ElapsedMilliseconds: pr.Elapsed.Milliseconds(), ETAMilliseconds: pr.ETA.Milliseconds()})
 		}
 	}
-	e.log.Info("generating", "model", g.model, "layout", p.Model().Layout, "family", p.Model().Family, "device", res.Device,
+	precision := "device"
+	if c, ok := b.(*cpu.Backend); ok {
+		precision = string(c.Precision())
+	}
+	e.log.Info("generating", "precision", precision, "model", g.model, "layout", p.Model().Layout, "family", p.Model().Family, "device", res.Device,
 		"backend", b.Name(), "width", req.Width, "height", req.Height, "steps", req.Steps, "sampler", req.Sampler, "seed", req.Seed)
 	out, err := p.Generate(ctx, req, hooks)
 	if err != nil {
@@ -264,6 +272,8 @@ func validateGenerate(g *generateFlags) error {
 		return usageError{"--model is required"}
 	case g.output == "":
 		return usageError{"--output is required"}
+	case !slices.Contains(cpu.Precisions, g.precision):
+		return usageError{fmt.Sprintf("--precision %q: expected %s", g.precision, strings.Join(cpu.Precisions, ", "))}
 	}
 	if err := g.req.Validate(); err != nil {
 		return invalidInput("--" + err.Error())
