@@ -86,6 +86,7 @@ func (b *Backend) LoadLinear(weight tensor.Raw, bias *tensor.Raw) (backend.Linea
 		return nil, fmt.Errorf("linear %w", err)
 	}
 	// The multiply needs B[k][n] = W[n][k]: a column stride of in.
+	b.populate(weight.Data)
 	src := gemm.Stored{DType: weight.DType, Data: weight.Data, K: in, N: out, RowStride: 1, ColStride: in}
 	packed, err := gemm.PackStored(b.pool, b.kernel, src, b.weightFormat(weight.DType))
 	if err != nil {
@@ -121,6 +122,7 @@ func (b *Backend) LoadConv2D(weight tensor.Raw, bias *tensor.Raw, stride int) (b
 			rows[tap*in+ci] = ci*taps + tap
 		}
 	}
+	b.populate(weight.Data)
 	src := gemm.Stored{DType: weight.DType, Data: weight.Data, K: taps * in, N: out, ColStride: in * taps, RowOffsets: rows}
 	packed, err := gemm.PackStored(b.pool, b.kernel, src, b.weightFormat(weight.DType))
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/sdfleet/sdfleet/inference/backend/cpu/workpool"
 	"github.com/sdfleet/sdfleet/inference/tensor"
@@ -160,13 +161,17 @@ func (pb *PackedB) packPanel(s Stored, p0, p int) {
 		}
 	case FormatF16, FormatBF16:
 		panel := pb.data16[p0*npad+p*nr*depth:][:nr*depth]
-		for kk := range depth {
-			row := panel[kk*nr : kk*nr+nr]
-			base := s.rowOffset(p0+kk) + p*nr*s.ColStride
-			for j := range cols {
-				row[j] = binary.LittleEndian.Uint16(s.Data[2*(base+j*s.ColStride):])
+		src := s.uint16s()
+		// Column by column: a linear layer's column is contiguous in
+		// the file, and the panel (16 KiB) stays in L1 while it fills.
+		for j := range cols {
+			col := p*nr + j
+			for kk := range depth {
+				panel[kk*nr+j] = src[s.rowOffset(p0+kk)+col*s.ColStride]
 			}
-			clear(row[cols:])
+		}
+		for kk := range depth {
+			clear(panel[kk*nr+cols : kk*nr+nr])
 		}
 	case FormatBF16Pairs:
 		pairs := ceilDiv(depth, 2)
@@ -195,6 +200,22 @@ func (pb *PackedB) packPanel(s Stored, p0, p int) {
 			}
 		}
 	}
+}
+
+// uint16s views s.Data as 16-bit elements (little-endian hosts, the only
+// ones with a Go backend here), copying only when it is not 2-byte aligned.
+func (s Stored) uint16s() []uint16 {
+	if len(s.Data) < 2 {
+		return nil
+	}
+	if uintptr(unsafe.Pointer(unsafe.SliceData(s.Data)))%2 == 0 {
+		return unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(s.Data))), len(s.Data)/2)
+	}
+	out := make([]uint16, len(s.Data)/2)
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint16(s.Data[2*i:])
+	}
+	return out
 }
 
 // float32At decodes element i of s.Data.
