@@ -94,7 +94,7 @@ func defineGenerateFlags(fs *flag.FlagSet) *generateFlags {
 	fs.StringVar(&r.Sampler, "sampler", sampler.DDIM, "sampler: "+strings.Join(sampler.Names, ", "))
 	fs.StringVar(&r.RNG, "rng", noise.SDFleet, "noise generator: sdfleet, or torch to reproduce torch.randn's starting latents")
 	fs.StringVar(&g.model, "model", "", "diffusers folder or single .safetensors checkpoint (required)")
-	fs.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer folder for a single-file checkpoint (default: \"tokenizer\" beside it)")
+	fs.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer folder for a single-file checkpoint (default: \"tokenizer\" beside it, else the built-in CLIP vocabulary when the text encoder has its 49408 tokens)")
 	fs.StringVar(&g.output, "output", "", "PNG file to write; parent folders are created (required)")
 	fs.StringVar(&g.device, "device", podcontract.DeviceAuto, "auto (the pod's GPU through Vulkan, the CPU when the pod has no GPU or Vulkan is unusable), cpu or vulkan:N")
 	// fp32 by default: on the AVX-512 BF16 CPUs measured so far the bf16
