@@ -28,8 +28,9 @@ type generation struct {
 	label string
 	png   []byte
 	// firstStep is the time from starting the process to the start of the
-	// first denoising step (the first progress line's arrival less that
-	// step's duration), total to its exit.
+	// first denoising step (the first progress line's arrival less the
+	// elapsed time it reports), total to its exit; step is the second
+	// step's duration.
 	firstStep, total, step time.Duration
 	result                 struct {
 		LoadMilliseconds    int64 `json:"loadMilliseconds"`
@@ -85,8 +86,10 @@ func (r runner) generate(label, bin, precision, model string, size, steps int) (
 	if len(arrivals) < 2 {
 		return nil, fmt.Errorf("%s: %d progress lines, want at least 2", label, len(arrivals))
 	}
+	// A progress line's elapsed time counts from the start of the first
+	// step (after the UNet is loaded).
 	g.step = time.Duration(elapsed[1]-elapsed[0]) * time.Millisecond
-	g.firstStep = arrivals[0] - g.step
+	g.firstStep = arrivals[0] - time.Duration(elapsed[0])*time.Millisecond
 	raw, err := os.ReadFile(resFile)
 	if err != nil {
 		return nil, err
