@@ -32,7 +32,10 @@ type generation struct {
 	// elapsed time it reports), total to its exit; step is the second
 	// step's duration.
 	firstStep, total, step time.Duration
-	result                 struct {
+	// cpu is the process's user and system time: on a shared machine it
+	// says how much of total the process itself spent.
+	cpu    time.Duration
+	result struct {
 		LoadMilliseconds    int64 `json:"loadMilliseconds"`
 		EncodeMilliseconds  int64 `json:"encodeMilliseconds"`
 		DenoiseMilliseconds int64 `json:"denoiseMilliseconds"`
@@ -83,6 +86,7 @@ func (r runner) generate(label, bin, precision, model string, size, steps int) (
 		return nil, fmt.Errorf("%s: %s %s: %v\n%s", label, bin, strings.Join(args, " "), err, stderr.String())
 	}
 	g.total = time.Since(start)
+	g.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if len(arrivals) < 2 {
 		return nil, fmt.Errorf("%s: %d progress lines, want at least 2", label, len(arrivals))
 	}
@@ -101,9 +105,9 @@ func (r runner) generate(label, bin, precision, model string, size, steps int) (
 		return nil, err
 	}
 	res := g.result
-	fmt.Printf("%-12s %dx%d, %d steps, GOMAXPROCS %d: load %.2fs, encode %.2fs, guided step %.2fs (mean %.2fs), decode %.2fs; start to first step %.2fs; total %.2fs; peak RSS %.2f GiB\n",
+	fmt.Printf("%-12s %dx%d, %d steps, GOMAXPROCS %d: load %.2fs, encode %.2fs, guided step %.2fs (mean %.2fs), decode %.2fs; start to first step %.2fs; total %.2fs wall, %.2fs cpu; peak RSS %.2f GiB\n",
 		label, size, size, steps, r.threads, ms(res.LoadMilliseconds), ms(res.EncodeMilliseconds), g.step.Seconds(),
-		ms(res.DenoiseMilliseconds)/float64(steps), ms(res.DecodeMilliseconds), g.firstStep.Seconds(), g.total.Seconds(),
+		ms(res.DenoiseMilliseconds)/float64(steps), ms(res.DecodeMilliseconds), g.firstStep.Seconds(), g.total.Seconds(), g.cpu.Seconds(),
 		float64(res.PeakMemoryBytes)/(1<<30))
 	return g, nil
 }
