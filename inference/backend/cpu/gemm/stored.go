@@ -166,6 +166,13 @@ func (pb *PackedB) packPanel(s Stored, p0, p int) {
 		// the file, and the panel (16 KiB) stays in L1 while it fills.
 		for j := range cols {
 			col := p*nr + j
+			if s.RowOffsets == nil && s.RowStride == 1 {
+				in := src[p0+col*s.ColStride:][:depth]
+				for kk, v := range in {
+					panel[kk*nr+j] = v
+				}
+				continue
+			}
 			for kk := range depth {
 				panel[kk*nr+j] = src[s.rowOffset(p0+kk)+col*s.ColStride]
 			}
