@@ -74,7 +74,7 @@ func resolveDevice(e *env, device string) (deviceChoice, error) {
 // newBackend opens the chosen device and records in res what it runs on.
 // A GPU that cannot be used is a device error, which the controller
 // retries on another GPU; so is a Vulkan device other than the pod's GPU.
-func newBackend(e *env, c deviceChoice, res *podcontract.Result) (backend.Backend, error) {
+func newBackend(e *env, c deviceChoice, precision string, res *podcontract.Result) (backend.Backend, error) {
 	if c.vulkan != nil {
 		b, err := openVulkan(c)
 		if err == nil {
@@ -87,7 +87,7 @@ func newBackend(e *env, c deviceChoice, res *podcontract.Result) (backend.Backen
 		}
 		e.log.Info("no usable Vulkan device; running on the CPU instead of the GPU the pod was given", "gpu", c.podGPU, "reason", err.Error())
 	}
-	b, err := cpu.New(cpu.Options{Logger: e.log})
+	b, err := cpu.New(cpu.Options{Logger: e.log, Precision: precision})
 	if err != nil {
 		return nil, exitError{podcontract.ExitDeviceError, err}
 	}

@@ -62,7 +62,7 @@ func softwareUUID(t *testing.T) string {
 // device actually used.
 func TestGenerateOnVulkanMatchesTheCPU(t *testing.T) {
 	model := tinyModels(t)[checkpoint.Diffusers]
-	onCPU := generate(t, small(model, "--device", "cpu")...)
+	onCPU := generate(t, small(model, "--device", "cpu", "--precision", "fp32")...)
 	onGPU := generate(t, small(model, "--device", "vulkan:0")...)
 	for _, g := range []generated{onCPU, onGPU} {
 		if g.code != 0 {

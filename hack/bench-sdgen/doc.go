@@ -1,16 +1,26 @@
 // Command bench-sdgen prints how long Stable Diffusion 1.5 generation
 // takes on this machine's CPU backend, and how much memory it needs.
 //
-//	go run ./hack/bench-sdgen [--model PATH] [--size 512] [--steps 20] [--skip-phases] [--skip-total] [--skip-tiny] [--cpuprofile FILE]
+//	go run ./hack/bench-sdgen [--model PATH] [--size 512] [--steps 3] [--threads 2] [--precisions fp32,bf16]
+//	    [--before OLD-SDGEN] [--sdgen SDGEN] [--skip-phases] [--skip-total] [--skip-tiny] [--cpuprofile FILE]
 //
 // Without --model it writes the `full` random test model (true SD 1.5
-// shapes, fp16, about 2 GB) into a temporary folder first. It reports the
-// load time of each network, one UNet evaluation with classifier-free
-// guidance (batch 2) at the given size, one VAE decode, the peak resident
-// memory of those phases, then a whole --steps generation through the
-// pipeline (which releases each network after its phase) with its own peak
-// resident memory, and the same whole generation with the tiny test model.
-// The weights are random, so the images are noise; the work is the real
-// model's. Timings are single runs: on a shared machine they are
-// pessimistic.
+// shapes, fp16, single file, about 2 GB) into a temporary folder first.
+//
+// For each precision it loads the three networks in this process and
+// reports each one's load time, one UNet evaluation with classifier-free
+// guidance (batch 2) at the given size, one VAE decode, and the peak
+// resident memory with all of them loaded. It then runs `sdgen generate`
+// as its own process, as an image pod does, once per precision (and once
+// with the --before binary, an sdgen built from an earlier commit, for
+// before-and-after figures in one run): load, encode, one guided step,
+// decode, the time from process start to the first denoising step, the
+// total and the peak resident memory, and the PSNR of each image against
+// the first run's. Finally it runs the tiny test model's whole 20-step
+// pipeline at 64x64 in each precision.
+//
+// --threads sets GOMAXPROCS here and in every sdgen (default 2). The
+// weights are random, so the images are noise; the work is the real
+// model's. Timings are single runs, and the CPU time printed beside the
+// in-process wall times shows how much a shared machine stretched them.
 package main

@@ -1,12 +1,13 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
@@ -37,87 +38,143 @@ func main() {
 }
 
 func run() error {
-	model := flag.String("model", "", "checkpoint to measure (default: generate the full random SD 1.5 model into a temporary folder)")
+	model := flag.String("model", "", "checkpoint to measure (default: generate the full random SD 1.5 model, single-file fp16, into a temporary folder)")
 	size := flag.Int("size", 512, "image width and height in pixels")
-	steps := flag.Int("steps", 20, "steps of the whole-generation measurement")
-	skipTotal := flag.Bool("skip-total", false, "skip the whole generation with the full model")
-	skipTiny := flag.Bool("skip-tiny", false, "skip the tiny model's whole generation")
+	steps := flag.Int("steps", 3, "steps of the whole-generation measurement (at least 2, to time one step)")
+	skipTotal := flag.Bool("skip-total", false, "skip the whole generations with the full model")
+	skipTiny := flag.Bool("skip-tiny", false, "skip the tiny model's whole generations")
 	skipPhases := flag.Bool("skip-phases", false, "skip the per-network measurements")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the in-process phases to this file")
 	gcPercent := flag.Int("gc-percent", sdgenGCPercent, "garbage collector target percentage, as sdgen sets it")
 	device := flag.String("device", "cpu", "backend to measure: cpu or vulkan:N")
+	precisions := flag.String("precisions", "fp32,bf16", "comma-separated CPU precisions to measure (fp32, bf16, auto)")
+	threads := flag.Int("threads", 2, "GOMAXPROCS (and so CPU workers) of this process and of every sdgen it runs")
+	sdgen := flag.String("sdgen", "", "sdgen binary for the whole generations (default: built from this tree)")
+	before := flag.String("before", "", "sdgen binary of an earlier version, run the same way for the before figures (it is given no --precision)")
 	flag.Parse()
-	debug.SetGCPercent(*gcPercent)
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	if *steps < 2 {
+		return fmt.Errorf("--steps %d: want at least 2", *steps)
 	}
+	runtime.GOMAXPROCS(*threads)
+	debug.SetGCPercent(*gcPercent)
+	fmt.Printf("GOMAXPROCS %d, %d CPUs online, load average %s\n", runtime.GOMAXPROCS(0), runtime.NumCPU(), loadAverage())
 
 	tmp, err := os.MkdirTemp("", "bench-sdgen")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	b, err := openBackend(*device)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	if c, ok := b.(*cpu.Backend); ok {
-		fmt.Printf("backend %s, %d workers, %dx%d\n", b.Name(), c.Workers(), *size, *size)
-	} else {
-		fmt.Printf("backend %s, %dx%d\n", b.Name(), *size, *size)
-	}
-
-	name := "given"
 	if *model == "" {
-		name = "full"
 		start := time.Now()
-		*model, err = testmodel.Generate(filepath.Join(tmp, "full"), testmodel.Options{Size: testmodel.Full, Layout: checkpoint.Diffusers, Seed: 1})
+		*model, err = testmodel.Generate(filepath.Join(tmp, "full"), testmodel.Options{Size: testmodel.Full, Layout: checkpoint.SingleFile, Seed: 1})
 		if err != nil {
 			return err
 		}
 		fmt.Printf("generated full test model in %.1fs\n", time.Since(start).Seconds())
 	}
+	precs := strings.Split(*precisions, ",")
 	if !*skipPhases {
-		if err := phases(b, *model, *size); err != nil {
-			return err
+		if *cpuProfile != "" {
+			f, err := os.Create(*cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
+		for _, prec := range precs {
+			if err := phasesOn(*device, prec, *model, *size); err != nil {
+				return err
+			}
+			if *device != "cpu" {
+				break
+			}
 		}
 	}
-	if !*skipTotal {
-		if err := whole(b, name, *model, *size, *steps); err != nil {
-			return err
+	if *skipTotal && *skipTiny {
+		return nil
+	}
+	if *sdgen == "" {
+		*sdgen = filepath.Join(tmp, "sdgen")
+		if out, err := exec.Command("go", "build", "-o", *sdgen, "./cmd/sdgen").CombinedOutput(); err != nil {
+			return fmt.Errorf("building sdgen: %v: %s", err, out)
 		}
+	}
+	r := runner{dir: tmp, threads: *threads, device: *device}
+	if !*skipTotal {
+		var runs []*generation
+		if *before != "" {
+			g, err := r.generate("before", *before, "", *model, *size, *steps)
+			if err != nil {
+				return err
+			}
+			runs = append(runs, g)
+		}
+		for _, prec := range precs {
+			g, err := r.generate("after "+prec, *sdgen, prec, *model, *size, *steps)
+			if err != nil {
+				return err
+			}
+			runs = append(runs, g)
+		}
+		comparePNGs(runs)
 	}
 	if !*skipTiny {
 		tiny, err := testmodel.Generate(filepath.Join(tmp, "tiny"), testmodel.Options{Size: testmodel.Tiny, Layout: checkpoint.Diffusers, Seed: 1})
 		if err != nil {
 			return err
 		}
-		if err := whole(b, "tiny", tiny, *size, *steps); err != nil {
-			return err
+		var runs []*generation
+		for _, prec := range precs {
+			g, err := r.generate("tiny "+prec, *sdgen, prec, tiny, 64, 20)
+			if err != nil {
+				return err
+			}
+			runs = append(runs, g)
 		}
+		comparePNGs(runs)
 	}
 	return nil
 }
 
+// phasesOn opens a backend for device in the given CPU precision and
+// measures the phases on it.
+func phasesOn(device, precision, model string, size int) error {
+	b, err := openBackend(device, precision)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if c, ok := b.(*cpu.Backend); ok {
+		fmt.Printf("== in-process phases: backend %s, precision %s, %d workers, %dx%d\n", b.Name(), c.Precision(), c.Workers(), size, size)
+	} else {
+		fmt.Printf("== in-process phases: backend %s, %dx%d\n", b.Name(), size, size)
+	}
+	debug.FreeOSMemory()
+	return phases(b, model, size)
+}
+
 // openBackend opens the backend --device names.
-func openBackend(device string) (backend.Backend, error) {
+func openBackend(device, precision string) (backend.Backend, error) {
 	if device == "cpu" {
-		return cpu.New(cpu.Options{})
+		return cpu.New(cpu.Options{Precision: precision})
 	}
 	n, err := strconv.Atoi(strings.TrimPrefix(device, "vulkan:"))
 	if err != nil || !strings.HasPrefix(device, "vulkan:") {
 		return nil, fmt.Errorf("--device %q: expected cpu or vulkan:N", device)
 	}
 	return vulkan.New(vulkan.Options{Select: vulkan.Selector{Index: n}})
+}
+
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(data))[:3], " ")
 }
 
 // timed prints the wall time of f and the CPU time the process spent in
@@ -173,7 +230,7 @@ func phases(b backend.Backend, path string, size int) error {
 	}); err != nil {
 		return err
 	}
-	fmt.Printf("%-34s %8.2f GiB\n", "packed weights (text+unet+vae)", float64(te.PackedBytes()+un.PackedBytes()+dec.PackedBytes())/(1<<30))
+	fmt.Printf("%-34s %8.2f GiB\n", "weights as float32 (text+unet+vae)", float64(te.PackedBytes()+un.PackedBytes()+dec.PackedBytes())/(1<<30))
 	ids := make([][]int, 2)
 	for i := range ids {
 		ids[i] = make([]int, 77)
@@ -224,31 +281,6 @@ func phases(b backend.Backend, path string, size int) error {
 		return err
 	}
 	fmt.Printf("%-34s %8.2f GiB\n", "peak RSS, all networks loaded", float64(pipeline.PeakRSS())/(1<<30))
-	return nil
-}
-
-// whole runs a complete generation through the pipeline.
-func whole(b backend.Backend, name, path string, size, steps int) error {
-	debug.FreeOSMemory()
-	resetPeak()
-	start, cpu0 := time.Now(), cpuTime()
-	p, err := pipeline.Open(path, b, pipeline.Options{})
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	req := pipeline.Request{Prompt: "a photo of a red cat in the forest", NegativePrompt: "dark", Width: size, Height: size,
-		Steps: steps, Guidance: 7.5, Sampler: "dpmpp-2m-karras", Seed: 1}
-	out, err := p.Generate(context.Background(), req, pipeline.Hooks{Progress: func(pr pipeline.Progress) {
-		fmt.Fprintf(os.Stderr, "  %s step %d/%d, %.1fs\n", name, pr.Step, pr.Steps, pr.Elapsed.Seconds())
-	}})
-	if err != nil {
-		return err
-	}
-	t := out.Timings
-	fmt.Printf("%s model, %d steps: total %.2fs wall, %.2fs cpu (load %.2fs, encode %.2fs, denoise %.2fs = %.2fs/step, decode %.2fs), peak RSS %.2f GiB\n",
-		name, steps, time.Since(start).Seconds(), (cpuTime() - cpu0).Seconds(), t.Load.Seconds(), t.Encode.Seconds(), t.Denoise.Seconds(),
-		t.Denoise.Seconds()/float64(steps), t.Decode.Seconds(), float64(pipeline.PeakRSS())/(1<<30))
 	return nil
 }
 

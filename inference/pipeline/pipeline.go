@@ -111,15 +111,10 @@ func Open(path string, b backend.Backend, opts Options) (*Pipeline, error) {
 		_ = m.Close()
 		return nil, err
 	}
-	dir, err := m.TokenizerDir(checkpoint.TextEncoder)
+	tok, dir, err := openTokenizer(m, opts)
 	if err != nil {
 		_ = m.Close()
-		return nil, &ModelError{Path: path, Err: err}
-	}
-	tok, err := tokenizer.LoadAny(dir)
-	if err != nil {
-		_ = m.Close()
-		return nil, &ModelError{Path: dir, Err: err}
+		return nil, err
 	}
 	if m.TextEncoder.VocabSize < tok.VocabSize() {
 		_ = m.Close()
@@ -128,6 +123,31 @@ func Open(path string, b backend.Backend, opts Options) (*Pipeline, error) {
 	p := &Pipeline{path: path, model: m, b: b, tok: tok, opts: opts, log: opts.Log, load: time.Since(start)}
 	p.log.V(1).Info("checkpoint opened", "path", path, "layout", m.Layout, "family", m.Family)
 	return p, nil
+}
+
+// openTokenizer loads the text encoder's tokenizer folder, or CLIP's
+// built-in vocabulary for a single-file checkpoint that has no folder
+// beside it (and was given none) when its text encoder has exactly CLIP's
+// embedding rows: such files, the usual way SD 1.x is shared, carry no
+// tokenizer. dir names what was loaded, for errors.
+func openTokenizer(m *checkpoint.Model, opts Options) (tok *tokenizer.Tokenizer, dir string, err error) {
+	dir, dirErr := m.TokenizerDir(checkpoint.TextEncoder)
+	if dirErr != nil {
+		builtin := m.Layout == checkpoint.SingleFile && opts.Checkpoint.TokenizerDir == "" &&
+			m.TextEncoder.VocabSize == tokenizer.BuiltinVocabSize
+		if !builtin {
+			return nil, "", &ModelError{Path: m.Path, Err: dirErr}
+		}
+		if tok, err = tokenizer.BuiltinCLIP(); err != nil {
+			return nil, "", err
+		}
+		opts.Log.V(1).Info("no tokenizer folder beside the checkpoint; using the built-in CLIP vocabulary", "path", m.Path)
+		return tok, "built-in CLIP vocabulary", nil
+	}
+	if tok, err = tokenizer.LoadAny(dir); err != nil {
+		return nil, "", &ModelError{Path: dir, Err: err}
+	}
+	return tok, dir, nil
 }
 
 // clipOptions reads SD 2.x's single-file OpenCLIP tower from its
@@ -166,6 +186,10 @@ func checkPrediction(path string, m *checkpoint.Model) error {
 
 // Model is the opened checkpoint.
 func (p *Pipeline) Model() *checkpoint.Model { return p.model }
+
+// Tokenizer is the text encoder's tokenizer: its folder's, or the
+// built-in CLIP vocabulary.
+func (p *Pipeline) Tokenizer() *tokenizer.Tokenizer { return p.tok }
 
 // Close releases the networks and unmaps the checkpoint.
 func (p *Pipeline) Close() error {

@@ -13,13 +13,17 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/go-logr/logr/funcr"
 
 	"github.com/sdfleet/sdfleet/inference/backend/cpu"
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
 	"github.com/sdfleet/sdfleet/inference/tensor"
 	"github.com/sdfleet/sdfleet/inference/testmodel"
+	"github.com/sdfleet/sdfleet/inference/tokenizer"
 )
 
 // models holds the tiny test model in both layouts, generated once.
@@ -302,6 +306,89 @@ func TestLongPromptIsTruncatedNamingTheDroppedWords(t *testing.T) {
 	}
 	if len(out.Dropped) != 1 || strings.TrimSpace(out.Dropped[0]) != "forest river" {
 		t.Fatalf("dropped %q, want [\"forest river\"]", out.Dropped)
+	}
+}
+
+// TestSingleFileWithoutTokenizerUsesTheBuiltinVocabulary opens a
+// single-file checkpoint shaped like a real one (CLIP's 49408 embedding
+// rows, no tokenizer folder): it generates with the built-in vocabulary,
+// cuts a long prompt at 75 tokens naming the rest, and a tokenizer folder
+// put beside the file takes precedence.
+func TestSingleFileWithoutTokenizerUsesTheBuiltinVocabulary(t *testing.T) {
+	dir := t.TempDir()
+	path, err := testmodel.Generate(dir, testmodel.Options{Size: testmodel.Tiny, Layout: checkpoint.SingleFile, Seed: 3, CLIPVocab: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tokenizer")); !os.IsNotExist(err) {
+		t.Fatalf("the generated model has a tokenizer folder (%v); the test needs none", err)
+	}
+	var logged []string
+	log := funcr.New(func(prefix, args string) { logged = append(logged, args) }, funcr.Options{})
+	p, err := Open(path, newBackend(t), Options{Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	if got := p.Tokenizer().VocabSize(); got != tokenizer.BuiltinVocabSize {
+		t.Fatalf("tokenizer has %d symbols, want the built-in %d", got, tokenizer.BuiltinVocabSize)
+	}
+	req := baseRequest()
+	req.Steps = 1
+	req.Prompt = strings.Repeat("cat ", 75) + "misty forest"
+	out, err := p.Generate(context.Background(), req, Hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Dropped) != 1 || out.Dropped[0] != "misty forest" {
+		t.Errorf("dropped %q, want [\"misty forest\"]", out.Dropped)
+	}
+	if !slices.ContainsFunc(logged, func(l string) bool {
+		return strings.Contains(l, "truncated") && strings.Contains(l, `"dropped"="misty forest"`)
+	}) {
+		t.Errorf("no log line names the dropped words; logged %q", logged)
+	}
+	if out.Image == nil || out.Image.Bounds().Dx() != req.Width {
+		t.Fatalf("no %d-wide image", req.Width)
+	}
+
+	if err := testmodel.WriteTokenizer(filepath.Join(dir, "tokenizer")); err != nil {
+		t.Fatal(err)
+	}
+	beside, err := Open(path, newBackend(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = beside.Close() })
+	if got := beside.Tokenizer().VocabSize(); got != testmodel.SyntheticVocabSize() {
+		t.Errorf("with a tokenizer folder beside the file: %d symbols, want the folder's %d", got, testmodel.SyntheticVocabSize())
+	}
+}
+
+// TestSingleFileWithoutTokenizerNeedsCLIPEmbedding checks that the
+// built-in vocabulary is not used for a text encoder of another size, nor
+// when a tokenizer folder was named explicitly.
+func TestSingleFileWithoutTokenizerNeedsCLIPEmbedding(t *testing.T) {
+	dir := t.TempDir()
+	path, err := testmodel.Generate(dir, testmodel.Options{Size: testmodel.Tiny, Layout: checkpoint.SingleFile, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "tokenizer")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(path, newBackend(t), Options{})
+	if err == nil || !strings.Contains(err.Error(), "tokenizer folder") {
+		t.Errorf("tiny vocabulary without a folder: err = %v, want one naming the missing tokenizer folder", err)
+	}
+	clipPath, err := testmodel.Generate(t.TempDir(), testmodel.Options{Size: testmodel.Tiny, Layout: checkpoint.SingleFile, Seed: 3, CLIPVocab: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "absent")
+	_, err = Open(clipPath, newBackend(t), Options{Checkpoint: checkpoint.Options{TokenizerDir: missing}})
+	if err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("explicit missing tokenizer folder: err = %v, want one naming %s", err, missing)
 	}
 }
 

@@ -21,6 +21,11 @@ type Options struct {
 	Seed   uint64
 	// DType overrides Size.DefaultDType (F32, F16 or BF16).
 	DType safetensors.DType
+	// CLIPVocab gives the text encoder CLIP's 49408 embedding rows and,
+	// for a single-file model, writes no tokenizer folder: the shape of a
+	// real single-file SD 1.x checkpoint, which relies on the built-in
+	// vocabulary. (The full-size model has those rows already.)
+	CLIPVocab bool
 	// Log receives one line per file written.
 	Log logr.Logger
 }
@@ -36,6 +41,9 @@ func Generate(dir string, o Options) (string, error) {
 	a, err := Architecture(o.Size)
 	if err != nil {
 		return "", err
+	}
+	if o.CLIPVocab {
+		a.TextEncoder.VocabSize = fullVocabSize
 	}
 	dt := o.DType
 	if dt == "" {
@@ -57,6 +65,9 @@ func Generate(dir string, o Options) (string, error) {
 		path := filepath.Join(dir, SingleFileName)
 		if err := g.writeFile(path, tensors, ldmExtras()); err != nil {
 			return "", err
+		}
+		if o.CLIPVocab {
+			return path, nil
 		}
 		if err := WriteTokenizer(filepath.Join(dir, "tokenizer")); err != nil {
 			return "", err

@@ -15,4 +15,7 @@
 // Vocabularies load from a diffusers tokenizer folder (vocab.json and
 // merges.txt, optionally special_tokens_map.json for the pad token) with
 // Load, or from OpenAI's bpe_simple_vocab_16e6.txt.gz with LoadOpenAI.
+// BuiltinCLIP returns CLIP's released vocabulary, embedded in the binary
+// (clipvocab/, shipped unchanged with its MIT license and origin) for
+// single-file checkpoints, which carry no tokenizer.
 package tokenizer

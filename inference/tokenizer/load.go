@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,18 +81,15 @@ func readPadToken(path string) (string, error) {
 	return obj.Content, nil
 }
 
-// readMerges reads merge lines, skipping blank lines and the first line
-// when it is a "#version" header or when skipFirst is set (OpenAI's file
-// starts with a version line of its own form); limit < 0 means all.
+// readMerges reads the merge file at path (gzip-compressed when its name
+// ends in .gz); see parseMerges.
 func readMerges(path string, limit int, skipFirst bool) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
 	defer f.Close()
-	var r interface {
-		Read([]byte) (int, error)
-	} = f
+	var r io.Reader = f
 	if strings.HasSuffix(path, ".gz") {
 		gz, err := gzip.NewReader(f)
 		if err != nil {
@@ -100,6 +98,14 @@ func readMerges(path string, limit int, skipFirst bool) ([]string, error) {
 		defer gz.Close()
 		r = gz
 	}
+	return parseMerges(r, path, limit, skipFirst)
+}
+
+// parseMerges reads merge lines, skipping blank lines and the first line
+// when it is a "#version" header or when skipFirst is set (OpenAI's file
+// starts with a version line of its own form); limit < 0 means all. name
+// is the file's name for errors.
+func parseMerges(r io.Reader, name string, limit int, skipFirst bool) ([]string, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	var merges []string
@@ -121,7 +127,7 @@ func readMerges(path string, limit int, skipFirst bool) ([]string, error) {
 		merges = append(merges, line)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("tokenizer %s: %w", path, err)
+		return nil, fmt.Errorf("tokenizer %s: %w", name, err)
 	}
 	return merges, nil
 }
@@ -134,8 +140,22 @@ func LoadOpenAI(path string) (*Tokenizer, error) {
 	if err != nil {
 		return nil, err
 	}
+	vocab, err := openAIVocab(merges, path)
+	if err != nil {
+		return nil, err
+	}
+	t, err := New(vocab, merges)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer %s: %w", path, err)
+	}
+	return t, nil
+}
+
+// openAIVocab numbers the symbols of OpenAI's merge list the way CLIP
+// does; name is the file's name for errors.
+func openAIVocab(merges []string, name string) (map[string]int, error) {
 	if len(merges) != openAIMerges {
-		return nil, fmt.Errorf("tokenizer %s: has %d merges, want at least %d", path, len(merges), openAIMerges)
+		return nil, fmt.Errorf("tokenizer %s: has %d merges, want at least %d", name, len(merges), openAIMerges)
 	}
 	symbols := ByteSymbols()
 	vocab := make(map[string]int, 49408)
@@ -152,21 +172,17 @@ func LoadOpenAI(path string) (*Tokenizer, error) {
 	}
 	for i, m := range merges {
 		if strings.Count(m, " ") != 1 {
-			return nil, fmt.Errorf("tokenizer %s: merge %d %q: want two symbols separated by one space", path, i+1, m)
+			return nil, fmt.Errorf("tokenizer %s: merge %d %q: want two symbols separated by one space", name, i+1, m)
 		}
 		before := len(vocab)
 		add(strings.Replace(m, " ", "", 1))
 		if len(vocab) == before {
-			return nil, fmt.Errorf("tokenizer %s: merge %d %q repeats an earlier result", path, i+1, m)
+			return nil, fmt.Errorf("tokenizer %s: merge %d %q repeats an earlier result", name, i+1, m)
 		}
 	}
 	add(StartToken)
 	add(EndToken)
-	t, err := New(vocab, merges)
-	if err != nil {
-		return nil, fmt.Errorf("tokenizer %s: %w", path, err)
-	}
-	return t, nil
+	return vocab, nil
 }
 
 // LoadAny loads dir as a tokenizer folder, or, when dir holds

@@ -304,21 +304,96 @@ func TestLoadOpenAIFormat(t *testing.T) {
 	}
 }
 
-// TestRealVocabulary checks the released vocabulary when one is provided:
-// SDFLEET_CLIP_VOCAB_DIR names a folder with vocab.json + merges.txt or
-// with bpe_simple_vocab_16e6.txt.gz. A folder that does not load fails the
-// test.
+// TestRealVocabulary checks the built-in vocabulary (OpenAI's released
+// merge list) against ids the released CLIP tokenizer gives, and, on hard
+// prompts, the properties that hold without another tokenizer to compare
+// with. SDFLEET_CLIP_VOCAB_DIR may name another copy (a vocab.json +
+// merges.txt folder, or one with bpe_simple_vocab_16e6.txt.gz) to check
+// the same way.
 func TestRealVocabulary(t *testing.T) {
-	dir := os.Getenv("SDFLEET_CLIP_VOCAB_DIR")
-	if dir == "" {
-		t.Skip("SDFLEET_CLIP_VOCAB_DIR is not set; the released vocabulary cannot be bundled")
-	}
-	tok, err := LoadAny(dir)
+	tok, err := BuiltinCLIP()
 	if err != nil {
-		t.Fatalf("SDFLEET_CLIP_VOCAB_DIR=%s: %v", dir, err)
+		t.Fatal(err)
 	}
 	checkKnownVectors(t, tok)
+	checkHardPrompts(t, tok)
+	if dir := os.Getenv("SDFLEET_CLIP_VOCAB_DIR"); dir != "" {
+		other, err := LoadAny(dir)
+		if err != nil {
+			t.Fatalf("SDFLEET_CLIP_VOCAB_DIR=%s: %v", dir, err)
+		}
+		checkKnownVectors(t, other)
+	}
 }
+
+func TestBuiltinTokenizersAreIndependent(t *testing.T) {
+	a, err := BuiltinCLIP()
+	must(t, err)
+	b, err := BuiltinCLIP()
+	must(t, err)
+	must(t, a.SetPadToken("!"))
+	if a.PadID() != 0 || b.PadID() != 49407 {
+		t.Errorf("pad ids after SetPadToken on one: %d and %d, want 0 and 49407", a.PadID(), b.PadID())
+	}
+}
+
+// hardPrompts are prompts whose tokens the known vectors do not cover.
+var hardPrompts = []string{
+	"!!!??? ... --- ((masterpiece)), [best:quality], {a|b}; 50% off!!!",
+	"1024x768 photo, 3.14159 f/2.8 ISO-100 year 1999",
+	"café déjà vu, naïve Zürich straße, Ærøskøbing, ÉCOLE",
+	"東京の夜景、富士山 and 서울 skyline, 北京烤鸭",
+	"a cat 🐱 with a 🎩 hat 👩‍👩‍👧 family 🏳️‍🌈 flag",
+	"Tab\there,\n new   lines &amp; &lt;html&gt; it’s “quoted”",
+}
+
+// checkHardPrompts asserts, for each hard prompt and a 200-word one: every
+// id is in the vocabulary; decoding the tokens gives back the cleaned text
+// (the decoder puts a space after every word, so the comparison is of the
+// text without spaces and of the decoded words); and a prompt of more than
+// 75 tokens keeps exactly the first 75, reporting the rest as dropped.
+func checkHardPrompts(t *testing.T, tok *Tokenizer) {
+	t.Helper()
+	var long []string
+	for i := range 200 {
+		long = append(long, []string{"forest", "river", "golden", "light", "misty", "mountains", "ancient", "castle"}[i%8]+fmt.Sprint(i%10))
+	}
+	for _, prompt := range append(hardPrompts, strings.Join(long, " ")) {
+		tokens := tok.Tokens(prompt)
+		for _, id := range tokens {
+			if id < 0 || id >= tok.VocabSize() || id == tok.StartID() || id == tok.EndID() {
+				t.Fatalf("Tokens(%q) has id %d, want one in [0, %d) that is not a special token", prompt, id, tok.StartID())
+			}
+		}
+		clean := Clean(prompt)
+		decoded := tok.Decode(tokens)
+		if nospace(decoded) != nospace(clean) {
+			t.Errorf("Decode(Tokens(%q)) = %q, want the cleaned text %q", prompt, decoded, clean)
+		}
+		if got, want := strings.Join(strings.Fields(decoded), ""), nospace(clean); got != want {
+			t.Errorf("decoded words of %q join to %q, want %q", prompt, got, want)
+		}
+		enc := tok.Encode(prompt)
+		if len(enc.IDs) != ContextLength {
+			t.Fatalf("Encode(%q) has %d ids, want %d", prompt, len(enc.IDs), ContextLength)
+		}
+		if len(tokens) <= MaxTokens {
+			if enc.Truncated || enc.Length != len(tokens)+2 {
+				t.Errorf("Encode(%q): truncated=%v length=%d, want false and %d", prompt, enc.Truncated, enc.Length, len(tokens)+2)
+			}
+			continue
+		}
+		if !enc.Truncated || enc.Length != ContextLength || !reflect.DeepEqual(enc.IDs[1:1+MaxTokens], tokens[:MaxTokens]) || enc.IDs[ContextLength-1] != tok.EndID() {
+			t.Fatalf("Encode(%q): truncated=%v length=%d; want the first %d tokens between start and end", prompt, enc.Truncated, enc.Length, MaxTokens)
+		}
+		kept := tok.Decode(tokens[:MaxTokens])
+		if nospace(kept)+nospace(enc.Dropped) != nospace(clean) || enc.Dropped == "" {
+			t.Errorf("Encode(%q): kept %q and dropped %q do not make up the cleaned text", prompt, kept, enc.Dropped)
+		}
+	}
+}
+
+func nospace(s string) string { return strings.Join(strings.Fields(s), "") }
 
 func TestConcurrentEncode(t *testing.T) {
 	tok, _ := newSmall(t)

@@ -1,6 +1,12 @@
 // Package cpu is the CPU implementation of backend.Backend: fp32 compute
-// on NHWC activations, with weights converted from fp16/bf16/fp32 and
-// packed once at load. Its tensors are host *tensor.Tensor values, so
+// on NHWC activations, with weights packed once at load straight from
+// their stored bytes, on every worker and without a float32 copy. In fp32
+// precision (the default) fp16 and bf16 weights stay 16-bit and are
+// widened exactly inside the multiply; in bf16 precision (Options.
+// Precision) matrix multiplies and convolutions round activations and
+// weights to bfloat16 and accumulate in float32, on the AVX-512 BF16 dot
+// product where the CPU has it, while norms, softmax, attention and the
+// sampler stay float32. Its tensors are host *tensor.Tensor values, so
 // Write and Read are copies, Sync returns at once and released memory
 // goes back to the garbage collector.
 //

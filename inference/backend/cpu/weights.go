@@ -46,29 +46,56 @@ func decodeBias(bias *tensor.Raw, out int) ([]float32, error) {
 	return t.Data, nil
 }
 
-// LoadLinear implements backend.Backend.
+// weightFormat is how weights stored as d are packed: bf16 pairs in bf16
+// precision; in fp32 precision the stored values exactly, 16-bit ones
+// kept 16-bit and widened in the multiply.
+func (b *Backend) weightFormat(d tensor.DType) gemm.Format {
+	if b.precision == PrecisionBF16 {
+		return gemm.FormatBF16Pairs
+	}
+	return gemm.StoredFormat(d)
+}
+
+// checkStored checks that w holds exactly its shape's elements.
+func checkStored(what string, w tensor.Raw) error {
+	n, err := tensor.NumElements(w.Shape)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if w.DType.Size() == 0 {
+		return fmt.Errorf("%s: dtype %v, expected F32, F16 or BF16", what, w.DType)
+	}
+	if len(w.Data) != n*w.DType.Size() {
+		return fmt.Errorf("%s: %v %v has %d bytes, expected %d bytes", what, w.DType, w.Shape, len(w.Data), n*w.DType.Size())
+	}
+	return nil
+}
+
+// LoadLinear implements backend.Backend. The weight is packed straight
+// from its stored bytes on every worker, without a float32 copy.
 func (b *Backend) LoadLinear(weight tensor.Raw, bias *tensor.Raw) (backend.Linear, error) {
 	if len(weight.Shape) != 2 {
 		return nil, fmt.Errorf("linear weight: shape %v, expected [out, in]", weight.Shape)
 	}
-	w, err := weight.Float32()
-	if err != nil {
-		return nil, fmt.Errorf("linear weight: %w", err)
+	if err := checkStored("linear weight", weight); err != nil {
+		return nil, err
 	}
-	out, in := w.Shape[0], w.Shape[1]
+	out, in := weight.Shape[0], weight.Shape[1]
 	bs, err := decodeBias(bias, out)
 	if err != nil {
 		return nil, fmt.Errorf("linear %w", err)
 	}
 	// The multiply needs B[k][n] = W[n][k]: a column stride of in.
-	packed, err := gemm.PackWeights(b.kernel, w.Data, in, out, 1, in)
+	b.populate(weight.Data)
+	src := gemm.Stored{DType: weight.DType, Data: weight.Data, K: in, N: out, RowStride: 1, ColStride: in}
+	packed, err := gemm.PackStored(b.pool, b.kernel, src, b.weightFormat(weight.DType))
 	if err != nil {
 		return nil, fmt.Errorf("linear weight: %w", err)
 	}
 	return &linear{in: in, out: out, packed: packed, bias: bs}, nil
 }
 
-// LoadConv2D implements backend.Backend.
+// LoadConv2D implements backend.Backend, packing like LoadLinear.
 func (b *Backend) LoadConv2D(weight tensor.Raw, bias *tensor.Raw, stride int) (backend.Conv2D, error) {
 	s := weight.Shape
 	if len(s) != 4 || s[2] != s[3] || (s[2] != 1 && s[2] != 3) {
@@ -77,26 +104,27 @@ func (b *Backend) LoadConv2D(weight tensor.Raw, bias *tensor.Raw, stride int) (b
 	if stride != 1 && stride != 2 {
 		return nil, fmt.Errorf("conv stride: %d, expected 1 or 2", stride)
 	}
-	w, err := weight.Float32()
-	if err != nil {
-		return nil, fmt.Errorf("conv weight: %w", err)
+	if err := checkStored("conv weight", weight); err != nil {
+		return nil, err
 	}
 	out, in, k := s[0], s[1], s[2]
 	bs, err := decodeBias(bias, out)
 	if err != nil {
 		return nil, fmt.Errorf("conv %w", err)
 	}
-	// Reorder [out][in][ky][kx] into rows (ky, kx, in) × columns out.
-	depth := k * k * in
-	dense := make([]float32, depth*out)
-	for co := 0; co < out; co++ {
-		for ci := 0; ci < in; ci++ {
-			for tap := 0; tap < k*k; tap++ {
-				dense[(tap*in+ci)*out+co] = w.Data[(co*in+ci)*k*k+tap]
-			}
+	// The multiply's rows are ordered (ky, kx, in) to match an NHWC
+	// im2col row; row (tap, ci) of output column co is stored at
+	// [co][ci][tap].
+	taps := k * k
+	rows := make([]int, taps*in)
+	for tap := range taps {
+		for ci := range in {
+			rows[tap*in+ci] = ci*taps + tap
 		}
 	}
-	packed, err := gemm.PackWeights(b.kernel, dense, depth, out, out, 1)
+	b.populate(weight.Data)
+	src := gemm.Stored{DType: weight.DType, Data: weight.Data, K: taps * in, N: out, ColStride: in * taps, RowOffsets: rows}
+	packed, err := gemm.PackStored(b.pool, b.kernel, src, b.weightFormat(weight.DType))
 	if err != nil {
 		return nil, fmt.Errorf("conv weight: %w", err)
 	}

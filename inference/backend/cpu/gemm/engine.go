@@ -44,6 +44,10 @@ type Engine struct {
 	kern    *Kernel
 	mc      int
 	scratch [][]float32
+	// wide holds one widened B panel per worker for the 16-bit formats,
+	// pairs one block of A as bf16 pairs for the bf16 micro-kernel.
+	wide  [][]float32
+	pairs [][]uint16
 }
 
 // DefaultMC is the largest number of A rows packed per task: an MC×KC
@@ -56,8 +60,14 @@ func NewEngine(pool *workpool.Pool, kern *Kernel) *Engine {
 	mc := DefaultMC / kern.MR * kern.MR
 	e := &Engine{pool: pool, kern: kern, mc: mc, scratch: make([][]float32, pool.Workers())}
 	size := kern.PackedASize(mc, DefaultKC) + kern.MR*kern.NR
+	e.wide = make([][]float32, pool.Workers())
+	e.pairs = make([][]uint16, pool.Workers())
 	for i := range e.scratch {
 		e.scratch[i] = make([]float32, size)
+		e.wide[i] = make([]float32, DefaultKC*kern.NR)
+		if kern.NativeBF16() {
+			e.pairs[i] = make([]uint16, kern.PackedASize(mc, DefaultKC))
+		}
 	}
 	return e
 }
@@ -65,7 +75,9 @@ func NewEngine(pool *workpool.Pool, kern *Kernel) *Engine {
 // ScratchBytes is the packing memory each worker holds: it depends only
 // on the block sizes, never on the operands, which is what keeps
 // convolution's on-the-fly im2col bounded.
-func (e *Engine) ScratchBytes() int { return 4 * len(e.scratch[0]) }
+func (e *Engine) ScratchBytes() int {
+	return 4*len(e.scratch[0]) + 4*len(e.wide[0]) + 2*len(e.pairs[0])
+}
 
 // Kernel is the micro-kernel weights must be packed for.
 func (e *Engine) Kernel() *Kernel { return e.kern }
@@ -135,8 +147,33 @@ func (e *Engine) Multiply(a ASource, b *PackedB, c []float32, ldc int, epilogue 
 		for p0 := 0; p0 < k; p0 += b.kc {
 			depth := min(b.kc, k-p0)
 			a.PackPanels(kern, apack, m0, rows, p0, depth)
-			bblock := b.block(p0)[j0*kern.NR*depth:]
-			kern.MultiplyPacked(rows, cols, depth, apack, bblock, ctile, ldc, p0 > 0, tmp)
+			switch {
+			case b.Format == FormatF32:
+				bblock := b.block(p0)[j0*kern.NR*depth:]
+				kern.MultiplyPacked(rows, cols, depth, apack, bblock, ctile, ldc, p0 > 0, tmp)
+			case b.Format == FormatBF16Pairs && kern.NativeBF16():
+				pairs := ceilDiv(depth, 2)
+				panelsA := ceilDiv(rows, kern.MR)
+				a16 := e.pairs[worker][:panelsA*kern.MR*2*pairs]
+				packPairs(a16, apack, kern.MR, panelsA, depth)
+				bblock := b.block16(p0)[j0*kern.NR*2*pairs:]
+				kern.multiplyPackedBF16(rows, cols, pairs, a16, bblock, ctile, ldc, p0 > 0, tmp)
+			default:
+				// 16-bit weights without a matching micro-kernel: widen
+				// one panel at a time (it stays in L1 while every A
+				// panel of the block meets it), rounding A first when
+				// the weights are bf16 pairs so the products are the
+				// bf16 micro-kernel's.
+				if b.Format == FormatBF16Pairs {
+					roundToBF16(apack[:ceilDiv(rows, kern.MR)*kern.MR*depth])
+				}
+				wide := e.wide[worker][:kern.NR*depth]
+				for j := j0; j < j1; j++ {
+					b.widenPanel(wide, p0, j, depth)
+					jc := (j - j0) * kern.NR
+					kern.MultiplyPacked(rows, min(kern.NR, cols-jc), depth, apack, wide, ctile[jc:], ldc, p0 > 0, tmp)
+				}
+			}
 		}
 		if epilogue != nil {
 			epilogue(c, ldc, m0, rows, col0, cols)

@@ -135,21 +135,30 @@ func TestLookup(t *testing.T) {
 func BenchmarkMultiply(b *testing.B) {
 	for _, s := range []struct{ m, n, k int }{{4096, 320, 2880}, {1024, 640, 5760}, {64, 1280, 11520}} {
 		for _, kern := range Kernels() {
-			b.Run(fmt.Sprintf("%s/%dx%dx%d", kern.Name, s.m, s.n, s.k), func(b *testing.B) {
-				pool := workpool.New(0)
-				defer pool.Close()
-				eng := NewEngine(pool, kern)
-				rng := rand.New(rand.NewPCG(1, 2))
-				x := randomTensor(rng, s.m, s.k)
-				w := randomTensor(rng, s.k, s.n)
-				packed, _ := PackWeights(kern, w.Data, s.k, s.n, s.n, 1)
-				c := make([]float32, s.m*s.n)
-				b.ResetTimer()
-				for range b.N {
-					_ = eng.Multiply(Dense{Data: x.Data, M: s.m, K: s.k, LD: s.k}, packed, c, s.n, nil)
-				}
-				b.ReportMetric(2*float64(s.m*s.n*s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			})
+			for _, f := range []Format{FormatF32, FormatF16, FormatBF16Pairs} {
+				b.Run(fmt.Sprintf("%s/%v/%dx%dx%d", kern.Name, f, s.m, s.n, s.k), func(b *testing.B) {
+					pool := workpool.New(0)
+					defer pool.Close()
+					eng := NewEngine(pool, kern)
+					rng := rand.New(rand.NewPCG(1, 2))
+					x := randomTensor(rng, s.m, s.k)
+					d := tensor.F32
+					if f == FormatF16 {
+						d = tensor.F16
+					}
+					raw, _ := encode(d, randomTensor(rng, s.k, s.n).Data)
+					packed, err := PackStored(pool, kern, Stored{DType: d, Data: raw, K: s.k, N: s.n, RowStride: s.n, ColStride: 1}, f)
+					if err != nil {
+						b.Fatal(err)
+					}
+					c := make([]float32, s.m*s.n)
+					b.ResetTimer()
+					for range b.N {
+						_ = eng.Multiply(Dense{Data: x.Data, M: s.m, K: s.k, LD: s.k}, packed, c, s.n, nil)
+					}
+					b.ReportMetric(2*float64(s.m*s.n*s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
 		}
 	}
 }

@@ -10,6 +10,10 @@ import (
 // k deep, and c has a row stride of ldc elements.
 type kernelFunc func(k int, a, b, c *float32, ldc int, accumulate int)
 
+// kernelBF16Func is a kernelFunc over bf16 pairs: k counts pairs of the
+// reduction, a and b are panels of FormatBF16Pairs, c is float32.
+type kernelBF16Func func(k int, a, b *uint16, c *float32, ldc int, accumulate int)
+
 // Kernel is one micro-kernel implementation and the panel sizes its packed
 // operands use. Weights packed for one Kernel can only be multiplied by it.
 type Kernel struct {
@@ -19,7 +23,15 @@ type Kernel struct {
 	MR, NR int
 	run    kernelFunc
 	vec    vectorOps
+	// runBF16 is the bf16 dot-product micro-kernel with the same tile, or
+	// nil where the CPU lacks one; FormatBF16Pairs weights then multiply
+	// by widening to float32 (see Engine.Multiply), with the same
+	// rounding of A and B and so nearly the same results, only slower.
+	runBF16 kernelBF16Func
 }
+
+// NativeBF16 reports whether the kernel multiplies bf16 in hardware.
+func (k *Kernel) NativeBF16() bool { return k.runBF16 != nil }
 
 func (k *Kernel) String() string { return k.Name }
 

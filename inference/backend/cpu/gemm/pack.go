@@ -166,20 +166,27 @@ const shallowDepth = 128
 
 // PackedB is a weight matrix (K rows of reduction, N output columns)
 // packed once for one Kernel: cut into K-blocks of KC rows and, within
-// each block, into NR-column panels.
+// each block, into NR-column panels, its elements in one of the Formats.
 type PackedB struct {
 	Kernel *Kernel
 	K, N   int
+	Format Format
 	kc     int
 	data   []float32
+	// data16 holds the 16-bit formats' elements.
+	data16 []uint16
 }
 
 // DefaultKC is the depth of one K-block: a KC×NR panel of B must sit in
-// the L1 cache next to a stream of A.
+// the L1 cache next to a stream of A. It is even, so that only the last
+// block of a bf16-pair matrix needs a padding row.
 const DefaultKC = 256
 
-// PackWeights packs the K×N matrix whose element (k, n) is
-// src[k*rowStride + n*colStride].
+// Bytes is the memory the packed elements occupy.
+func (pb *PackedB) Bytes() int64 { return int64(4*len(pb.data) + 2*len(pb.data16)) }
+
+// PackWeights packs the K×N float32 matrix whose element (k, n) is
+// src[k*rowStride + n*colStride] as FormatF32.
 func PackWeights(kern *Kernel, src []float32, k, n, rowStride, colStride int) (*PackedB, error) {
 	if k < 0 || n < 0 {
 		return nil, fmt.Errorf("pack weights: shape %dx%d is negative", k, n)
@@ -190,21 +197,47 @@ func PackWeights(kern *Kernel, src []float32, k, n, rowStride, colStride int) (*
 			return nil, fmt.Errorf("pack weights: %dx%d with strides (%d,%d) needs %d floats, got %d", k, n, rowStride, colStride, last+1, len(src))
 		}
 	}
-	pb := &PackedB{Kernel: kern, K: k, N: n, kc: DefaultKC}
-	npad := ceilDiv(n, kern.NR) * kern.NR
-	pb.data = make([]float32, npad*k)
+	pb := newPacked(kern, k, n, FormatF32)
 	for p0 := 0; p0 < k; p0 += pb.kc {
 		depth := min(pb.kc, k-p0)
-		kern.PackB(pb.data[p0*npad:], src[p0*rowStride:], rowStride, colStride, depth, n)
+		kern.PackB(pb.data[p0*pb.npad():], src[p0*rowStride:], rowStride, colStride, depth, n)
 	}
 	return pb, nil
 }
 
-// block returns the packed panels of K-block starting at row p0.
+func newPacked(kern *Kernel, k, n int, f Format) *PackedB {
+	pb := &PackedB{Kernel: kern, K: k, N: n, Format: f, kc: DefaultKC}
+	size := pb.npad() * k
+	if f == FormatBF16Pairs && k%2 == 1 {
+		size += pb.npad() // the last block's padding row
+	}
+	if f == FormatF32 {
+		pb.data = make([]float32, size)
+	} else {
+		pb.data16 = make([]uint16, size)
+	}
+	return pb
+}
+
+// npad is N rounded up to whole panels.
+func (pb *PackedB) npad() int { return ceilDiv(pb.N, pb.Kernel.NR) * pb.Kernel.NR }
+
+// block returns the float32 panels of the K-block starting at row p0.
 func (pb *PackedB) block(p0 int) []float32 {
-	npad := ceilDiv(pb.N, pb.Kernel.NR) * pb.Kernel.NR
+	npad := pb.npad()
 	depth := min(pb.kc, pb.K-p0)
 	return pb.data[p0*npad : p0*npad+npad*depth]
+}
+
+// block16 returns the 16-bit panels of the K-block starting at row p0;
+// for FormatBF16Pairs its depth is rounded up to whole pairs.
+func (pb *PackedB) block16(p0 int) []uint16 {
+	npad := pb.npad()
+	depth := min(pb.kc, pb.K-p0)
+	if pb.Format == FormatBF16Pairs {
+		depth = 2 * ceilDiv(depth, 2)
+	}
+	return pb.data16[p0*npad : p0*npad+npad*depth]
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }

@@ -24,6 +24,10 @@ type kernel struct {
 	firstBcast int    // first register holding broadcasts
 	bcasts     int    // broadcast registers rotated through
 	prefetch   int    // bytes ahead of B to prefetch; 0 for none
+	// bf16 makes each k step a pair of bf16 values per lane, multiplied
+	// and summed into the fp32 accumulators by VDPBF16PS instead of an
+	// FMA; A and B then advance by the same bytes per step as in fp32.
+	bf16 bool
 }
 
 func main() {
@@ -35,6 +39,8 @@ func main() {
 	kernels := []kernel{
 		{name: "kernelAVX512", rows: 8, vectors: 2, lanes: 16, reg: "Z", zero: "VPXORD",
 			firstB: 28, firstBcast: 24, bcasts: 4, prefetch: 1024},
+		{name: "kernelAVX512BF16", rows: 8, vectors: 2, lanes: 16, reg: "Z", zero: "VPXORD",
+			firstB: 28, firstBcast: 24, bcasts: 4, prefetch: 1024, bf16: true},
 		{name: "kernelAVX2", rows: 6, vectors: 2, lanes: 8, reg: "Y", zero: "VXORPS",
 			firstB: 12, firstBcast: 14, bcasts: 2},
 	}
@@ -54,9 +60,18 @@ func (k kernel) emit(b *strings.Builder) {
 	vecBytes := 4 * k.lanes
 	w("// %s computes a %dx%d tile of C from a packed %d-row A panel and a", k.name, k.rows, k.vectors*k.lanes, k.rows)
 	w("// packed %d-column B panel: C = A*B, or C += A*B when accumulate is non-zero.", k.vectors*k.lanes)
-	w("// Each k step loads %d B vectors and broadcasts %d A values into %d FMAs.", k.vectors, k.rows, k.rows*k.vectors)
-	w("//")
-	w("// func %s(k int, a, b, c *float32, ldc int, accumulate int)", k.name)
+	if k.bf16 {
+		w("// A and B hold bf16 pairs (k even in the low half); k counts pairs. Each")
+		w("// step loads %d B vectors and broadcasts %d A pairs into %d VDPBF16PS, which", k.vectors, k.rows, k.rows*k.vectors)
+		w("// add both products to the fp32 accumulators. The Go assembler has no")
+		w("// mnemonic for VDPBF16PS, so it is written as its EVEX bytes.")
+		w("//")
+		w("// func %s(k int, a, b *uint16, c *float32, ldc int, accumulate int)", k.name)
+	} else {
+		w("// Each k step loads %d B vectors and broadcasts %d A values into %d FMAs.", k.vectors, k.rows, k.rows*k.vectors)
+		w("//")
+		w("// func %s(k int, a, b, c *float32, ldc int, accumulate int)", k.name)
+	}
 	w("TEXT ·%s(SB), NOSPLIT, $0-48", k.name)
 	w("\tMOVQ k+0(FP), CX")
 	w("\tMOVQ a+8(FP), SI")
@@ -85,6 +100,11 @@ func (k kernel) emit(b *strings.Builder) {
 			bc := fmt.Sprintf("%s%d", k.reg, k.firstBcast+r%k.bcasts)
 			w("\tVBROADCASTSS %d(SI), %s", (kk*k.rows+r)*4, bc)
 			for v := 0; v < k.vectors; v++ {
+				if k.bf16 {
+					acc, bcast := r*k.vectors+v, k.firstBcast+r%k.bcasts
+					w("\t%s // VDPBF16PS Z%d, Z%d, Z%d", vdpbf16ps(acc, bcast, k.firstB+v), k.firstB+v, bcast, acc)
+					continue
+				}
 				w("\tVFMADD231PS %s%d, %s, %s", k.reg, k.firstB+v, bc, k.acc(r, v))
 			}
 		}
@@ -134,4 +154,17 @@ func (k kernel) emit(b *strings.Builder) {
 	w("\tVZEROUPPER")
 	w("\tRET")
 	w("")
+}
+
+// vdpbf16ps encodes VDPBF16PS zmm(dst), zmm(src1), zmm(src2) in Intel's
+// operand order (dst += pairwise dot of src1 and src2; Go's order would be
+// src2, src1, dst) as BYTE directives: EVEX.512.F3.0F38.W0 52 /r with
+// register operands only.
+func vdpbf16ps(dst, src1, src2 int) string {
+	inv := func(reg, bit int) int { return (^reg >> bit) & 1 }
+	p0 := inv(dst, 3)<<7 | inv(src2, 4)<<6 | inv(src2, 3)<<5 | inv(dst, 4)<<4 | 0x2 // 0F38 map
+	p1 := (^src1&0xf)<<3 | 0x4 | 0x2                                                // W0, F3 prefix
+	p2 := 0x40 | inv(src1, 4)<<3                                                    // 512-bit
+	modrm := 0xc0 | (dst&7)<<3 | src2&7
+	return fmt.Sprintf("BYTE $0x62; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x52; BYTE $0x%02x", p0, p1, p2, modrm)
 }

@@ -1,0 +1,250 @@
+package gemm
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/sdfleet/sdfleet/inference/backend/cpu/workpool"
+	"github.com/sdfleet/sdfleet/inference/tensor"
+)
+
+// Format is how a PackedB holds its elements.
+type Format int
+
+const (
+	// FormatF32 holds float32 panels, multiplied as they are.
+	FormatF32 Format = iota
+	// FormatF16 holds IEEE half panels in FormatF32's layout; each panel
+	// is widened to float32 (exactly) just before the micro-kernel uses
+	// it, so an fp16 checkpoint costs half the memory of FormatF32 at
+	// the same results.
+	FormatF16
+	// FormatBF16 is FormatF16 with bfloat16 elements.
+	FormatBF16
+	// FormatBF16Pairs holds bfloat16 panels whose rows are interleaved in
+	// pairs (row 2i in the low half of a 32-bit lane, row 2i+1 in the high
+	// half), the operand of VDPBF16PS. Multiplying by it rounds A to
+	// bfloat16 too and accumulates in float32.
+	FormatBF16Pairs
+)
+
+func (f Format) String() string {
+	switch f {
+	case FormatF32:
+		return "f32"
+	case FormatF16:
+		return "f16"
+	case FormatBF16:
+		return "bf16"
+	case FormatBF16Pairs:
+		return "bf16-pairs"
+	}
+	return fmt.Sprintf("Format(%d)", int(f))
+}
+
+// Stored is a K×N weight matrix as a checkpoint stores it: element (k, n)
+// is element RowOffsets[k] + n*ColStride of Data, or k*RowStride +
+// n*ColStride when RowOffsets is nil, in DType's little-endian encoding.
+// Offsets let a caller pack a PyTorch [out, in] matrix (or a convolution's
+// taps) as B without a transposed copy.
+type Stored struct {
+	DType                tensor.DType
+	Data                 []byte
+	K, N                 int
+	RowStride, ColStride int
+	RowOffsets           []int
+}
+
+func (s Stored) rowOffset(k int) int {
+	if s.RowOffsets != nil {
+		return s.RowOffsets[k]
+	}
+	return k * s.RowStride
+}
+
+func (s Stored) check() error {
+	if s.K < 0 || s.N < 0 {
+		return fmt.Errorf("pack weights: shape %dx%d is negative", s.K, s.N)
+	}
+	if s.DType.Size() == 0 {
+		return fmt.Errorf("pack weights: dtype %v is not F32, F16 or BF16", s.DType)
+	}
+	if s.RowOffsets != nil && len(s.RowOffsets) != s.K {
+		return fmt.Errorf("pack weights: %d row offsets for %d rows", len(s.RowOffsets), s.K)
+	}
+	if s.K == 0 || s.N == 0 {
+		return nil
+	}
+	last, first := 0, math.MaxInt
+	for k := range s.K {
+		o := s.rowOffset(k)
+		last, first = max(last, o), min(first, o)
+	}
+	last += (s.N - 1) * s.ColStride
+	if first < 0 || s.ColStride < 0 || last < 0 || (last+1)*s.DType.Size() > len(s.Data) {
+		return fmt.Errorf("pack weights: %dx%d %v needs %d bytes, got %d", s.K, s.N, s.DType, (last+1)*s.DType.Size(), len(s.Data))
+	}
+	return nil
+}
+
+// StoredFormat is the format that keeps a stored dtype's values exactly
+// while holding no more bytes than the checkpoint: FormatF16 or FormatBF16
+// for 16-bit weights, FormatF32 for float32 ones.
+func StoredFormat(d tensor.DType) Format {
+	switch d {
+	case tensor.F16:
+		return FormatF16
+	case tensor.BF16:
+		return FormatBF16
+	}
+	return FormatF32
+}
+
+// PackStored packs s into format f for kern, reading s.Data once and
+// holding no other copy. The panels are packed in parallel on pool (which
+// may be nil to pack on the caller's goroutine); streaming from a mapped
+// file, the page faults spread over the workers too.
+func PackStored(pool *workpool.Pool, kern *Kernel, s Stored, f Format) (*PackedB, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if (f == FormatF16 && s.DType != tensor.F16) || (f == FormatBF16 && s.DType != tensor.BF16) {
+		return nil, fmt.Errorf("pack weights: format %v cannot hold %v values exactly", f, s.DType)
+	}
+	if f < FormatF32 || f > FormatBF16Pairs {
+		return nil, fmt.Errorf("pack weights: unknown format %v", f)
+	}
+	pb := newPacked(kern, s.K, s.N, f)
+	panels := ceilDiv(s.N, kern.NR)
+	blocks := ceilDiv(s.K, pb.kc)
+	tasks := blocks * panels
+	task := func(_, t int) {
+		p0 := (t / panels) * pb.kc
+		p := t % panels
+		pb.packPanel(s, p0, p)
+	}
+	if pool == nil || tasks < 2 {
+		for t := range tasks {
+			task(0, t)
+		}
+		return pb, nil
+	}
+	// A few panels per task keeps the queue short for the UNet's
+	// thousands of panels without starving a worker on small layers.
+	const perTask = 8
+	pool.Run(ceilDiv(tasks, perTask), func(w, t int) {
+		for i := t * perTask; i < min(tasks, (t+1)*perTask); i++ {
+			task(w, i)
+		}
+	})
+	return pb, nil
+}
+
+// packPanel packs panel p (columns p*NR …) of the K-block at row p0.
+func (pb *PackedB) packPanel(s Stored, p0, p int) {
+	nr := pb.Kernel.NR
+	npad := pb.npad()
+	depth := min(pb.kc, pb.K-p0)
+	cols := min(nr, s.N-p*nr)
+	switch pb.Format {
+	case FormatF32:
+		panel := pb.data[p0*npad+p*nr*depth:][:nr*depth]
+		for kk := range depth {
+			row := panel[kk*nr : kk*nr+nr]
+			base := s.rowOffset(p0+kk) + p*nr*s.ColStride
+			for j := range cols {
+				row[j] = s.float32At(base + j*s.ColStride)
+			}
+			clear(row[cols:])
+		}
+	case FormatF16, FormatBF16:
+		panel := pb.data16[p0*npad+p*nr*depth:][:nr*depth]
+		src := s.uint16s()
+		// Column by column: a linear layer's column is contiguous in
+		// the file, and the panel (16 KiB) stays in L1 while it fills.
+		for j := range cols {
+			col := p*nr + j
+			if s.RowOffsets == nil && s.RowStride == 1 {
+				in := src[p0+col*s.ColStride:][:depth]
+				for kk, v := range in {
+					panel[kk*nr+j] = v
+				}
+				continue
+			}
+			for kk := range depth {
+				panel[kk*nr+j] = src[s.rowOffset(p0+kk)+col*s.ColStride]
+			}
+		}
+		for kk := range depth {
+			clear(panel[kk*nr+cols : kk*nr+nr])
+		}
+	case FormatBF16Pairs:
+		pairs := ceilDiv(depth, 2)
+		panel := pb.data16[p0*npad+p*nr*2*pairs:][:nr*2*pairs]
+		for kk := range 2 * pairs {
+			half := kk & 1
+			out := panel[(kk>>1)*2*nr:][:2*nr]
+			if kk >= depth {
+				for j := range nr {
+					out[2*j+half] = 0
+				}
+				continue
+			}
+			base := s.rowOffset(p0+kk) + p*nr*s.ColStride
+			if s.DType == tensor.BF16 {
+				for j := range cols {
+					out[2*j+half] = binary.LittleEndian.Uint16(s.Data[2*(base+j*s.ColStride):])
+				}
+			} else {
+				for j := range cols {
+					out[2*j+half] = RoundBF16(s.float32At(base + j*s.ColStride))
+				}
+			}
+			for j := cols; j < nr; j++ {
+				out[2*j+half] = 0
+			}
+		}
+	}
+}
+
+// uint16s views s.Data as 16-bit elements (little-endian hosts, the only
+// ones with a Go backend here), copying only when it is not 2-byte aligned.
+func (s Stored) uint16s() []uint16 {
+	if len(s.Data) < 2 {
+		return nil
+	}
+	if uintptr(unsafe.Pointer(unsafe.SliceData(s.Data)))%2 == 0 {
+		return unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(s.Data))), len(s.Data)/2)
+	}
+	out := make([]uint16, len(s.Data)/2)
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint16(s.Data[2*i:])
+	}
+	return out
+}
+
+// float32At decodes element i of s.Data.
+func (s Stored) float32At(i int) float32 {
+	switch s.DType {
+	case tensor.F16:
+		return tensor.HalfToFloat32(binary.LittleEndian.Uint16(s.Data[2*i:]))
+	case tensor.BF16:
+		return math.Float32frombits(uint32(binary.LittleEndian.Uint16(s.Data[2*i:])) << 16)
+	}
+	return math.Float32frombits(binary.LittleEndian.Uint32(s.Data[4*i:]))
+}
+
+// RoundBF16 rounds f to bfloat16, to nearest with ties to even, as the
+// hardware's conversions do; NaNs stay NaNs.
+func RoundBF16(f float32) uint16 {
+	u := math.Float32bits(f)
+	if u&0x7fffffff > 0x7f800000 {
+		return uint16(u>>16) | 0x40 // quiet NaN
+	}
+	return uint16((u + 0x7fff + (u>>16)&1) >> 16)
+}
+
+// BF16ToFloat32 widens a bfloat16 value (exact).
+func BF16ToFloat32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
