@@ -6,6 +6,7 @@ SHELL := /usr/bin/env bash -o pipefail
 KUBE_VERSION ?= v1.37.2
 ETCD_VERSION ?= v3.6.8
 HELM_VERSION ?= v3.22.0
+KWOK_VERSION ?= v0.8.0
 ASSETS_DIR   ?= $(CURDIR)/bin/k8s/$(KUBE_VERSION)
 export KUBEBUILDER_ASSETS := $(ASSETS_DIR)
 
@@ -56,6 +57,11 @@ lint: ## Run staticcheck (the end-to-end suite included).
 .PHONY: control-plane
 control-plane: ## Build kube-apiserver and etcd from source into bin/k8s/<version> (cached).
 	KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) ASSETS_DIR=$(ASSETS_DIR) hack/build-control-plane.sh kube-apiserver etcd
+
+.PHONY: scale-binaries
+scale-binaries: ## Build kube-scheduler, kube-controller-manager and KWOK for the scale run (hack/scale-kwok; cached).
+	KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) ASSETS_DIR=$(ASSETS_DIR) hack/build-control-plane.sh kube-scheduler kube-controller-manager
+	KWOK_VERSION=$(KWOK_VERSION) hack/build-kwok.sh
 
 .PHONY: helm
 helm: ## Build helm from source into bin/helm/<version> (cached).
@@ -114,7 +120,7 @@ cluster-down: ## Stop the local cluster and leave the host as it was.
 ##@ Test
 
 .PHONY: test
-test: verify vet lint control-plane helm ## Run every check and test (what CI runs), the end-to-end suite included.
+test: verify vet lint control-plane helm scale-binaries ## Run every check and test (what CI runs), the end-to-end suite included.
 	$(GO) test $(GO_TEST_FLAGS) ./...
 	$(GO) test $(GO_TEST_FLAGS) -race ./inference/backend/cpu/workpool/ ./controllers/ledger/
 	$(GO) test $(GO_TEST_FLAGS) -tags sdfleet_purego ./inference/backend/...
@@ -126,5 +132,5 @@ test-e2e: control-plane ## Run the end-to-end suite on a local cluster (root; ha
 	$(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/
 
 .PHONY: test-unit
-test-unit: control-plane helm ## Run the Go tests only.
+test-unit: control-plane helm scale-binaries ## Run the Go tests only.
 	$(GO) test $(GO_TEST_FLAGS) ./...

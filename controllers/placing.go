@@ -339,6 +339,27 @@ func (r *ImageGenerationJobReconciler) staleAfter(gn *sdfleetv1alpha1.GPUNode) t
 	return 3 * r.cfg.Placement.SampleInterval
 }
 
+// waitRecheck is how soon a job whose images wait for a GPU looks again without being woken:
+// the shortest interval at which a GPUNode writes when nothing changes (its heartbeat), which
+// is well within the time after which it counts as silent. Without GPUNodes, a third of the
+// default staleness.
+func (r *ImageGenerationJobReconciler) waitRecheck(nodes map[string]*sdfleetv1alpha1.GPUNode) time.Duration {
+	shortest := time.Duration(0)
+	for _, gn := range nodes {
+		d := r.cfg.Placement.SampleInterval
+		if hb := gn.Status.HeartbeatIntervalSeconds; hb > 0 {
+			d = time.Duration(hb) * time.Second
+		}
+		if shortest == 0 || d < shortest {
+			shortest = d
+		}
+	}
+	if shortest == 0 {
+		shortest = r.cfg.Placement.SampleInterval
+	}
+	return shortest
+}
+
 // snapshot adds the ledger's reservations, slot usage and work in flight, and the learned
 // speeds, to the candidate GPUs, for images of work megapixel-steps each. Called with placeMu
 // held, so it sees every reservation made before.

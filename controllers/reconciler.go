@@ -435,6 +435,12 @@ func (r *ImageGenerationJobReconciler) sync(ctx context.Context, s *syncState) e
 			fmt.Sprintf("%d image pods starting, %d waiting for a GPU, %d of %d done", st.active, waiting,
 				st.completed.Len()+st.failed.Len(), st.images))
 	}
+	if waiting > 0 {
+		// Events alone can miss a GPU freeing up: one seen while this reconcile decided, before
+		// the job joined the jobs that GPU changes wake, is lost. A waiting job looks again
+		// within one heartbeat of the GPUs; when nothing changed, that writes nothing.
+		s.requeue(r.waitRecheck(nodes))
+	}
 	if waiting > 0 && !hadWaitingImages(job) {
 		s.event(corev1.EventTypeNormal, ReasonWaitingForGPU, "Wait", "%d images wait for a GPU: %s", waiting, waitReason)
 	}
@@ -688,6 +694,12 @@ func (s *jobSet) remove(k types.NamespacedName) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.jobs, k)
+}
+
+func (s *jobSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.jobs)
 }
 
 func (s *jobSet) list() []types.NamespacedName {

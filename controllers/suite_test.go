@@ -74,7 +74,11 @@ var _ = AfterSuite(func() {
 
 // startManager starts a manager running the controller, as cmd/manager does (without leader
 // election and listeners).
-func startManager() {
+func startManager() { startManagerWith(nil) }
+
+// startManagerWith starts the manager with the controller's client wrapped by wrap (nil: as
+// it is), so that a test can see or refuse the controller's requests.
+func startManagerWith(wrap func(client.Client) client.Client) {
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 envtest.Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -83,7 +87,11 @@ func startManager() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	recorder := recordingRecorder{EventRecorder: mgr.GetEventRecorder("sdfleet-controller"), log: emitted}
-	r := NewReconciler(mgr.GetClient(), recorder, Config{
+	c := mgr.GetClient()
+	if wrap != nil {
+		c = wrap(c)
+	}
+	r := NewReconciler(c, recorder, Config{
 		DefaultImage: "ghcr.io/sdfleet/sdgen:test",
 		// The fixtures' host folders (sdtesting.MakeJob) and nothing else; policy_test.go
 		// asks for others.

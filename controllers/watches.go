@@ -182,8 +182,11 @@ func holdsGPU(pod *corev1.Pod) bool {
 }
 
 // gpuNodeHandler records when each GPUNode's heartbeat is seen and wakes jobs when the GPUs of
-// a node change or a silent node speaks again: the jobs waiting for room, and, when a GPU's
-// health changes or the node goes, the jobs with pods on that node.
+// a node change, a silent node speaks again, or a heartbeat may end memory reservations of
+// images running there: the jobs waiting for room, and, when a GPU's health changes or the
+// node goes, the jobs with pods on that node. Other heartbeats wake nobody; jobs that wait
+// also look again once per heartbeat interval (waitRecheck), which covers a wake-up lost
+// while they were deciding.
 type gpuNodeHandler struct{ r *ImageGenerationJobReconciler }
 
 func (h *gpuNodeHandler) wake(q queue, node string, withPodsOnNode bool) {
@@ -226,6 +229,11 @@ func (h *gpuNodeHandler) Update(_ context.Context, e event.UpdateEvent, q queue)
 	case before.Before(now.Add(-h.r.staleAfter(newNode))) && !h.r.heartbeats.seen(newNode).Before(now.Add(-h.r.staleAfter(newNode))):
 		// A node that had gone silent speaks again, maybe with the very same figures: its
 		// GPUs are usable again, which the jobs waiting for room must hear.
+		h.wake(q, newNode.Name, false)
+	case !publishedHeartbeat(oldNode).Equal(publishedHeartbeat(newNode)) && h.r.waiting.len() > 0 && h.r.ledger.AwaitsSample(newNode.Name):
+		// A new sample with the same figures can still show the memory of images that
+		// started since the last one: their reservations end, and the room they kept frees
+		// without any figure changing.
 		h.wake(q, newNode.Name, false)
 	}
 	// Any other heartbeat changes no decision.

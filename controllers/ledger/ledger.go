@@ -312,6 +312,20 @@ func (l *Ledger) JobsOnNode(node string) []types.NamespacedName {
 	return out
 }
 
+// AwaitsSample reports whether a pod runs on a GPU of node whose memory reservation still
+// holds: a new sample of that node, even with unchanged figures, may show its memory and free
+// the room the reservation kept.
+func (l *Ledger) AwaitsSample(node string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.byPod {
+		if e.Node == node && e.GPUUUID != "" && !e.visible && !e.runningSince.IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
 // Len is the number of recorded pods.
 func (l *Ledger) Len() int {
 	l.mu.Lock()

@@ -204,3 +204,28 @@ func TestCPUPodsHoldNoGPU(t *testing.T) {
 		t.Errorf("CPU pod not reported as unobserved: %+v", got)
 	}
 }
+
+func TestAwaitsSampleWhileARunningPodsMemoryIsReserved(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1000, 0)}
+	l := New(clock.now)
+	p := Placement{Job: jobA, Node: "n1", GPUUUID: "GPU-1", Bytes: 100, GPUUsedBytes: 1000}
+	l.Reserve(pod("a-0"), p)
+	l.Reserve(pod("cpu-0"), Placement{Job: jobA, Index: 1})
+	if l.AwaitsSample("n1") {
+		t.Error("AwaitsSample(n1) with a pod not yet running = true; a sample cannot show its memory yet")
+	}
+	started := time.Unix(1010, 0)
+	l.Observe(pod("a-0"), p, Running, started)
+	l.Observe(pod("cpu-0"), Placement{Job: jobA, Index: 1}, Running, started)
+	if !l.AwaitsSample("n1") {
+		t.Error("AwaitsSample(n1) with a running pod whose memory is reserved = false")
+	}
+	if l.AwaitsSample("n2") {
+		t.Error("AwaitsSample(n2) = true; no pod runs there")
+	}
+	// A sample from after the start that shows the memory ends the reservation.
+	l.Usage(view(1100, started.Add(time.Second)))
+	if l.AwaitsSample("n1") {
+		t.Error("AwaitsSample(n1) after its memory showed up = true")
+	}
+}

@@ -1,18 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,15 +72,6 @@ func run(o options) error {
 	}
 	defer os.RemoveAll(work)
 
-	fmt.Fprintln(os.Stderr, "building cmd/manager ...")
-	managerBin := filepath.Join(work, "manager")
-	build := exec.CommandContext(ctx, "go", "build", "-o", managerBin, "./cmd/manager")
-	build.Dir = envtest.RepoRoot()
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build cmd/manager: %w", err)
-	}
-
 	fmt.Fprintln(os.Stderr, "starting kube-apiserver and etcd ...")
 	env, err := envtest.Start()
 	if err != nil {
@@ -108,32 +94,16 @@ func run(o options) error {
 		return err
 	}
 
-	metricsAddr, err := benchproc.FreeAddress()
-	if err != nil {
-		return err
-	}
-	probeAddr, err := benchproc.FreeAddress()
-	if err != nil {
-		return err
-	}
-	args := []string{"--kubeconfig", kubeconfig, "--leader-elect=false", "--health-probe-bind-address", probeAddr,
-		"--metrics-bind-address", metricsAddr, "--gpu-sample-interval=1h", "--zap-log-level=error",
+	fmt.Fprintln(os.Stderr, "building and starting cmd/manager ...")
+	// The fixtures' heartbeats are written once: they must not go stale.
+	args := append([]string{"--gpu-sample-interval=1h",
 		// The job's host folders (sdtesting.MakeJob).
-		"--allowed-host-path-prefixes=/models,/srv"}
-	args = append(args, strings.Fields(o.managerArgs)...)
-	mgr := exec.Command(managerBin, args...)
-	mgr.Stdout, mgr.Stderr = os.Stderr, os.Stderr
-	if err := mgr.Start(); err != nil {
-		return fmt.Errorf("start the manager: %w", err)
-	}
-	defer func() {
-		_ = mgr.Process.Signal(syscall.SIGTERM)
-		_ = mgr.Wait()
-	}()
-	// Ready means the manager's caches are synced: the job is timed from a working controller.
-	if err := benchproc.WaitForOK(ctx, "manager", "http://"+probeAddr+"/readyz"); err != nil {
+		"--allowed-host-path-prefixes=/models,/srv"}, strings.Fields(o.managerArgs)...)
+	mgr, err := benchproc.StartManager(ctx, work, kubeconfig, args...)
+	if err != nil {
 		return err
 	}
+	defer mgr.Stop()
 
 	ns := "bench"
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
@@ -156,11 +126,11 @@ func run(o options) error {
 	}
 	elapsed := done.Sub(start)
 
-	cpu, rss, err := benchproc.Figures(mgr.Process.Pid)
+	cpu, rss, err := benchproc.Figures(mgr.Cmd.Process.Pid)
 	if err != nil {
 		return err
 	}
-	writes, byMethod, err := managerWrites(ctx, metricsAddr)
+	writes, byMethod, err := mgr.Writes(ctx)
 	if err != nil {
 		return err
 	}
@@ -346,45 +316,4 @@ func waitForJob(ctx context.Context, c client.Client, key types.NamespacedName, 
 		case <-tick.C:
 		}
 	}
-}
-
-// managerWrites sums the manager's non-read requests from client-go's
-// rest_client_requests_total.
-func managerWrites(ctx context.Context, addr string) (int64, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
-	if err != nil {
-		return 0, "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	byMethod := map[string]int64{}
-	var total int64
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 64<<20))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "rest_client_requests_total{") {
-			continue
-		}
-		for _, m := range []string{"POST", "PUT", "PATCH", "DELETE"} {
-			if !strings.Contains(line, `method="`+m+`"`) {
-				continue
-			}
-			fields := strings.Fields(line)
-			v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
-			if err != nil {
-				return 0, "", fmt.Errorf("metrics line %q: %w", line, err)
-			}
-			byMethod[m] += int64(v)
-			total += int64(v)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, "", err
-	}
-	return total, fmt.Sprintf("POST %d, PUT %d, PATCH %d, DELETE %d", byMethod["POST"], byMethod["PUT"],
-		byMethod["PATCH"], byMethod["DELETE"]), nil
 }
