@@ -84,13 +84,18 @@ images: build ## Pack the binaries into OCI image archives in bin/images (for th
 
 TAG ?= dev
 .PHONY: push
-push: build ## Build the three images and push them to REGISTRY=host:port/path (INSECURE=1: plain HTTP); prints the helm install line.
+push: build ## Push the four images to REGISTRY=host:port/path (INSECURE=1: plain HTTP); prints the helm install line.
 	@test -n "$(REGISTRY)" || { echo "make push: set REGISTRY=host:port/path, for example REGISTRY=registry.example.com/sdfleet" >&2; exit 1; }
 	IMAGE_REGISTRY=$(REGISTRY) PUSH=1 INSECURE_REGISTRY=$(INSECURE) hack/build-images.sh $(TAG)
 	@echo "helm install sdfleet charts/sdfleet -n sdfleet-system --create-namespace \\"
 	@echo "  --set manager.image.repository=$(REGISTRY)/manager,manager.image.tag=$(TAG) \\"
 	@echo "  --set devicePlugin.image.repository=$(REGISTRY)/deviceplugin,devicePlugin.image.tag=$(TAG) \\"
+	@echo "  --set gateway.image.repository=$(REGISTRY)/gateway,gateway.image.tag=$(TAG) \\"
 	@echo "  --set manager.defaultInferenceImage=$(REGISTRY)/sdgen:$(TAG)"
+
+.PHONY: registry
+registry: ## Build the local registry (CNCF Distribution, hack/registry) into bin/registry.
+	hack/build-registry.sh
 
 ##@ Demo and local cluster
 
