@@ -90,13 +90,18 @@ images: build ## Pack the binaries into OCI image archives in bin/images (for th
 
 TAG ?= dev
 .PHONY: push
-push: build ## Build the three images and push them to REGISTRY=host:port/path (INSECURE=1: plain HTTP); prints the helm install line.
+push: build ## Push the four images to REGISTRY=host:port/path (INSECURE=1: plain HTTP); prints the helm install line.
 	@test -n "$(REGISTRY)" || { echo "make push: set REGISTRY=host:port/path, for example REGISTRY=registry.example.com/sdfleet" >&2; exit 1; }
 	IMAGE_REGISTRY=$(REGISTRY) PUSH=1 INSECURE_REGISTRY=$(INSECURE) hack/build-images.sh $(TAG)
 	@echo "helm install sdfleet charts/sdfleet -n sdfleet-system --create-namespace \\"
 	@echo "  --set manager.image.repository=$(REGISTRY)/manager,manager.image.tag=$(TAG) \\"
 	@echo "  --set devicePlugin.image.repository=$(REGISTRY)/deviceplugin,devicePlugin.image.tag=$(TAG) \\"
+	@echo "  --set gateway.image.repository=$(REGISTRY)/gateway,gateway.image.tag=$(TAG) \\"
 	@echo "  --set manager.defaultInferenceImage=$(REGISTRY)/sdgen:$(TAG)"
+
+.PHONY: registry
+registry: ## Build the local registry (CNCF Distribution, hack/registry) into bin/registry.
+	hack/build-registry.sh
 
 ##@ Demo and local cluster
 
@@ -122,6 +127,7 @@ cluster-down: ## Stop the local cluster and leave the host as it was.
 .PHONY: test
 test: verify vet lint control-plane helm scale-binaries ## Run every check and test (what CI runs), the end-to-end suite included.
 	$(GO) test $(GO_TEST_FLAGS) ./...
+	cd hack/registry && $(GO) vet ./... && $(GO) test $(GO_TEST_FLAGS) ./...
 	$(GO) test $(GO_TEST_FLAGS) -race ./inference/backend/cpu/workpool/ ./controllers/ledger/
 	$(GO) test $(GO_TEST_FLAGS) -tags sdfleet_purego ./inference/backend/...
 	$(MAKE) --no-print-directory test-e2e
@@ -134,3 +140,4 @@ test-e2e: control-plane ## Run the end-to-end suite on a local cluster (root; ha
 .PHONY: test-unit
 test-unit: control-plane helm scale-binaries ## Run the Go tests only.
 	$(GO) test $(GO_TEST_FLAGS) ./...
+	cd hack/registry && $(GO) test $(GO_TEST_FLAGS) ./...

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packs the binaries `make build` made into OCI image archives in bin/images/, for the local
-# cluster (hack/cluster/up.sh imports them), and with PUSH=1 pushes them to IMAGE_REGISTRY
-# (`make push`). No Docker engine is involved: each image is one layer holding the binary (and,
+# cluster (hack/cluster/up.sh imports them), or with PUSH=1 pushes them to IMAGE_REGISTRY
+# instead (`make push`; the archives the local cluster imports are left as they are). No Docker engine is involved: each image is one layer holding the binary (and,
 # for the device plugin and sdgen, the C libraries they load: glibc, NVML's dlopen, the Vulkan
 # loader and Mesa's drivers).
 #
@@ -14,8 +14,20 @@ OUT=$ROOT/bin/images
 mkdir -p "$OUT"
 cd "$ROOT"
 
-# PUSH=1 also pushes each image to IMAGE_REGISTRY (`make push`); INSECURE_REGISTRY=1 over plain HTTP.
-mkimage() { go run ./hack/mkimage ${PUSH:+-push} ${INSECURE_REGISTRY:+-insecure} "$@"; }
+# mkimage NAME ARCHIVE ARGS...: writes the image NAME:TAG to bin/images/ARCHIVE, or with PUSH=1
+# pushes it to IMAGE_REGISTRY (INSECURE_REGISTRY=1: over plain HTTP). The reference by digest
+# goes to standard error.
+mkimage() {
+  local name=$1 archive=$2
+  shift 2
+  if [ -n "${PUSH:-}" ]; then
+    go run ./hack/mkimage -name "$REGISTRY/$name:$TAG" -push ${INSECURE_REGISTRY:+-insecure} "$@"
+    echo "build-images: pushed $REGISTRY/$name:$TAG" >&2
+  else
+    go run ./hack/mkimage -name "$REGISTRY/$name:$TAG" -o "$OUT/$archive" "$@"
+    echo "build-images: $REGISTRY/$name:$TAG -> $OUT/$archive" >&2
+  fi
+}
 
 # sharedLibs prints the libraries ldd names for its arguments, one path a line (not the
 # "file:" headers ldd prints for several arguments).
@@ -40,8 +52,7 @@ for name in manager sdgen gateway; do
       extra+=("$lib=$lib")
     done < <({ printf '%s\n' "$loader" "${drivers[@]}"; sharedLibs "bin/$name" "$loader" "${drivers[@]}"; } | sort -u)
   fi
-  mkimage -name "$REGISTRY/$name:$TAG" -o "$OUT/$name.tar" -user 65532:65532 "bin/$name=/$name" ${extra[@]+"${extra[@]}"}
-  echo "build-images: $REGISTRY/$name:$TAG -> $OUT/$name.tar" >&2
+  mkimage "$name" "$name.tar" -user 65532:65532 "bin/$name=/$name" ${extra[@]+"${extra[@]}"}
 done
 
 if [ -x bin/deviceplugin ]; then
@@ -51,6 +62,5 @@ if [ -x bin/deviceplugin ]; then
   while read -r lib; do
     [ -n "$lib" ] && libs+=("$lib=$lib")
   done < <(sharedLibs bin/deviceplugin)
-  mkimage -name "$REGISTRY/deviceplugin:$TAG" -o "$OUT/deviceplugin.tar" "bin/deviceplugin=/deviceplugin" "${libs[@]}"
-  echo "build-images: $REGISTRY/deviceplugin:$TAG -> $OUT/deviceplugin.tar" >&2
+  mkimage deviceplugin deviceplugin.tar "bin/deviceplugin=/deviceplugin" "${libs[@]}"
 fi

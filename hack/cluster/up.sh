@@ -8,6 +8,12 @@
 # Idempotent: when the cluster already runs it only prints the path. OCI archives in bin/images
 # are imported into the node's containerd on every run. hack/cluster/down.sh stops it.
 #
+#   LOCAL_REGISTRY=127.0.0.1:5000 hack/cluster/up.sh
+#
+# With LOCAL_REGISTRY (a plain-HTTP registry on loopback, e.g. bin/registry) containerd pulls
+# from that registry (config_path and a hosts.toml for it) and only the sandbox image is
+# imported: sdfleet's images come from the registry, as on a real cluster (`make push`).
+#
 # How it stays off the host: containerd and the kubelet run in a private mount namespace in
 # which the node paths (/var/lib/kubelet, /run/containerd, ...) are bind mounts into the state
 # folder and the three sysctls the kubelet insists on (vm.overcommit_memory, kernel.panic,
@@ -16,6 +22,11 @@
 # kubelet makes no iptables chains.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
+LOCAL_REGISTRY=${LOCAL_REGISTRY:-}
+case "$LOCAL_REGISTRY" in
+  "" | 127.0.0.1:[0-9]* | localhost:[0-9]*) ;;
+  *) echo "[cluster] error: LOCAL_REGISTRY=$LOCAL_REGISTRY: expected 127.0.0.1:PORT or localhost:PORT, a plain-HTTP registry on loopback" >&2; exit 1 ;;
+esac
 
 [ "$(id -u)" = 0 ] || die "must run as root (it starts containerd and a kubelet)"
 missing=()
@@ -25,9 +36,34 @@ done
 [ -x /usr/lib/cni/loopback ] || missing+=("/usr/lib/cni/loopback")
 [ ${#missing[@]} -eq 0 ] || die "missing ${missing[*]}: run hack/install-prerequisites.sh --cluster (containerd, runc, containernetworking-plugins)"
 
+# registry_hosts writes containerd's hosts.toml for LOCAL_REGISTRY: plain HTTP, pull and resolve.
+# containerd reads config_path's folder at every pull, so it needs no restart.
+registry_hosts() {
+  [ -n "$LOCAL_REGISTRY" ] || return 0
+  mkdir -p "$P/containerd/certs.d/$LOCAL_REGISTRY"
+  cat > "$P/containerd/certs.d/$LOCAL_REGISTRY/hosts.toml" <<HOSTS
+server = "http://$LOCAL_REGISTRY"
+[host."http://$LOCAL_REGISTRY"]
+  capabilities = ["pull", "resolve"]
+HOSTS
+}
+
+# import_images imports the image archives of bin/images; with LOCAL_REGISTRY only the sandbox
+# image, since the rest comes from the registry.
+import_images() {
+  local img
+  for img in "$IMAGES_DIR"/*.tar; do
+    [ -f "$img" ] || continue
+    [ -n "$LOCAL_REGISTRY" ] && [ "$img" != "$IMAGES_DIR/pause.tar" ] && continue
+    in_node ctr --address "$CTR_SOCK" -n k8s.io images import "$img" >/dev/null || die "importing $img failed"
+  done
+}
+
 if pid_alive kubelet && pid_alive apiserver && kubectl_admin get --raw /readyz >/dev/null 2>&1; then
   log "already running"
-  for img in "$IMAGES_DIR"/*.tar; do [ -f "$img" ] && in_node ctr --address "$CTR_SOCK" -n k8s.io images import "$img" >/dev/null; done
+  mkdir -p "$P/containerd/certs.d"
+  registry_hosts
+  import_images
   echo "$KUBECONFIG_ADMIN"
   exit 0
 fi
@@ -153,15 +189,18 @@ state = "$P/containerd/state"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "$P/cni/bin"
     conf_dir = "$P/cni/net.d"
+  # One folder per registry host with its hosts.toml (LOCAL_REGISTRY's is written below).
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$P/containerd/certs.d"
 TOML
+mkdir -p "$P/containerd/certs.d"
+registry_hosts
 step "starting containerd"
 setsid nsenter -t "$(cat "$P/pids/ns.pid")" -m -- containerd --config "$P/containerd/config.toml" > "$P/logs/containerd.log" 2>&1 < /dev/null &
 echo $! > "$P/pids/containerd.pid"
 for _ in $(seq 100); do in_node ctr --address "$CTR_SOCK" version >/dev/null 2>&1 && break; sleep 0.2; done
 in_node ctr --address "$CTR_SOCK" version >/dev/null 2>&1 || die "containerd did not start: see $P/logs/containerd.log"
-for img in "$IMAGES_DIR"/*.tar; do
-  in_node ctr --address "$CTR_SOCK" -n k8s.io images import "$img" >/dev/null || die "importing $img failed"
-done
+import_images
 
 # --- etcd and the API server -----------------------------------------------------------------
 step "starting etcd and kube-apiserver"

@@ -29,6 +29,8 @@ func descending(counts []int) []int {
 }
 
 var _ = Describe("sdfleet end to end", Ordered, ContinueOnFailure, func() {
+	upgradeFromPreviousChart()
+	imagesFromRegistry()
 	seedUseCases()
 	gpuHealth()
 	restarts()

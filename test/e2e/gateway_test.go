@@ -31,13 +31,13 @@ import (
 // gatewayPort is where the gateway listens on the host network of the local cluster.
 const gatewayPort = 18180
 
-// gatewayValues turn the gateway on, on top of the suite's release: the tiny model is the only
-// model and the images go where the suite's jobs write theirs.
+// gatewayValues turn the gateway on, on top of the suite's release (whose values name the
+// gateway image of the local registry): the tiny model is the only model and the images go
+// where the suite's jobs write theirs.
 func gatewayValues() string {
 	return fmt.Sprintf(`
 gateway:
   enabled: true
-  image: {repository: ghcr.io/sdfleet/gateway, tag: dev, pullPolicy: Never}
   hostNetwork: true
   port: %d
   healthPort: %d

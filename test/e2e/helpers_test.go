@@ -59,6 +59,7 @@ func (w *jobWrapper) Policy(p sdfleetv1alpha1.PlacementPolicy) *jobWrapper {
 	w.Spec.Placement.Policy = p
 	return w
 }
+func (w *jobWrapper) Parallelism(n int32) *jobWrapper { w.Spec.Parallelism = ptr.To(n); return w }
 func (w *jobWrapper) ModelPath(p string) *jobWrapper {
 	w.Spec.Model = sdfleetv1alpha1.StorageLocation{HostPath: &sdfleetv1alpha1.HostPathLocation{Path: p}}
 	return w

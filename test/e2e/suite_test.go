@@ -65,9 +65,21 @@ func run(name string, args ...string) string {
 }
 
 func runErr(name string, args ...string) (string, error) {
+	return runEnvErr(nil, name, args...)
+}
+
+// runWithEnv is run with more environment variables, as NAME=VALUE.
+func runWithEnv(env []string, name string, args ...string) string {
+	GinkgoHelper()
+	out, err := runEnvErr(env, name, args...)
+	Expect(err).NotTo(HaveOccurred(), "%s %s", name, strings.Join(args, " "))
+	return out
+}
+
+func runEnvErr(env []string, name string, args ...string) (string, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), env...)
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = GinkgoWriter
@@ -77,17 +89,28 @@ func runErr(name string, args ...string) (string, error) {
 	return stdout.String(), err
 }
 
+var (
+	// registry is the local registry the cluster pulls sdfleet's images from.
+	registry *localRegistry
+	// upgraded is the upgrade of the release from the previous chart, done while the suite is
+	// set up, that the upgrade spec judges.
+	upgraded *upgradeRun
+)
+
 var _ = BeforeSuite(func() {
 	ctrllog.SetLogger(GinkgoLogr)
 	Expect(os.Geteuid()).To(Equal(0), "the end-to-end suite starts containerd and a kubelet: run it as root")
-	By("building the binaries, their images and helm")
-	run("make", "--no-print-directory", "images")
 	run("hack/build-helm.sh")
+	previous, current := loadChart(previousChartArchive), loadChart(currentChartDir)
 
-	By("starting the local cluster")
+	By("pushing sdfleet's images to a local registry with make push")
+	registry = startRegistry()
+	registry.push(current.Metadata.AppVersion, previous.Metadata.AppVersion)
+
+	By("starting the local cluster, whose containerd pulls from the registry")
 	// A cluster left by an interrupted run is stopped first, so every run starts clean.
 	run("hack/cluster/down.sh")
-	kubeconfig = strings.TrimSpace(run("hack/cluster/up.sh"))
+	kubeconfig = strings.TrimSpace(runWithEnv([]string{"LOCAL_REGISTRY=" + registry.host}, "hack/cluster/up.sh"))
 	DeferCleanup(func() { run("hack/cluster/down.sh") })
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	Expect(err).NotTo(HaveOccurred())
@@ -101,13 +124,27 @@ var _ = BeforeSuite(func() {
 	Expect(os.Chown(outDir, 65532, 65532)).To(Succeed())
 	run("bin/sdgen", "testmodel", "--size", "tiny", "--layout", "diffusers", "--out", modelDir)
 
-	By("installing sdfleet with four simulated GPUs")
-	scenario := filepath.Join(work, "gpus.yaml")
-	Expect(os.WriteFile(scenario, []byte(scenarioValues), 0o644)).To(Succeed())
-	run(helm, "install", "sdfleet", "charts/sdfleet", "--namespace", releaseNamespace, "--create-namespace",
-		"--values", "hack/cluster/sdfleet-values.yaml", "--values", scenario, "--wait", "--timeout", "3m")
+	By("installing the previous release, chart " + previousChartVersion + ", with four simulated GPUs")
+	values := []string{filepath.Join(root, "hack", "cluster", "sdfleet-values.yaml"), filepath.Join(work, "gpus.yaml"), filepath.Join(work, "registry.yaml")}
+	Expect(os.WriteFile(values[1], []byte(scenarioValues), 0o644)).To(Succeed())
+	// Every release runs the inference image of the current build.
+	Expect(os.WriteFile(values[2], []byte(registry.values(current.Metadata.AppVersion)), 0o644)).To(Succeed())
+	install := []string{"install", "sdfleet", previousChartArchive, "--namespace", releaseNamespace, "--create-namespace", "--wait", "--timeout", "3m"}
+	for _, v := range values {
+		install = append(install, "--values", v)
+	}
+	run(helm, install...)
+	waitForGPUs()
 
-	By("waiting for the kubelet to advertise every GPU and the agent to publish them")
+	By("upgrading it to the current chart while a job runs")
+	upgraded = upgradeWithRunningJob(values)
+	forgetLearnedSpeeds()
+	waitForGPUs()
+})
+
+// waitForGPUs waits for the kubelet to advertise every GPU and the node agent to publish them.
+func waitForGPUs() {
+	GinkgoHelper()
 	Eventually(func(g Gomega) {
 		n := &corev1.Node{}
 		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: node}, n)).To(Succeed())
@@ -120,7 +157,7 @@ var _ = BeforeSuite(func() {
 		g.Expect(gn.Status.GPUs).To(HaveLen(gpus))
 		g.Expect(gn.Status.Simulated).To(BeTrue())
 	}).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Succeed())
-})
+}
 
 // scenarioValues are four idle simulated GPUs and the suite's folder as the only host path
 // jobs may use, on top of hack/cluster/sdfleet-values.yaml.

@@ -33,13 +33,13 @@ func TestChartDefaults(t *testing.T) {
 	spec := podSpec(t, mgr)
 	c := container(t, spec)
 	for _, want := range []string{"--leader-elect=true", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
-		"--default-image=ghcr.io/sdfleet/sdgen:0.1.0"} {
+		"--default-image=ghcr.io/sdfleet/sdgen:0.2.0"} {
 		if !slices.Contains(args(c), want) {
 			t.Errorf("manager args %v lack %s", args(c), want)
 		}
 	}
-	if c["image"] != "ghcr.io/sdfleet/manager:0.1.0" {
-		t.Errorf("manager image = %v, want ghcr.io/sdfleet/manager:0.1.0 (the chart's appVersion)", c["image"])
+	if c["image"] != "ghcr.io/sdfleet/manager:0.2.0" {
+		t.Errorf("manager image = %v, want ghcr.io/sdfleet/manager:0.2.0 (the chart's appVersion)", c["image"])
 	}
 	for _, probe := range []string{"livenessProbe", "readinessProbe"} {
 		if c[probe] == nil {
