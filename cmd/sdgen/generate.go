@@ -135,8 +135,10 @@ type generateResult struct {
 	EncodeMilliseconds  int64  `json:"encodeMilliseconds"`
 	DenoiseMilliseconds int64  `json:"denoiseMilliseconds"`
 	DecodeMilliseconds  int64  `json:"decodeMilliseconds"`
-	PeakMemoryBytes     int64  `json:"peakMemoryBytes,omitempty"`
 }
+
+// devicePeak is a backend that reports the most device memory it has held (the Vulkan one).
+type devicePeak interface{ PeakMemoryBytes() int64 }
 
 // progressLine is one JSON line on stdout per denoising step.
 type progressLine struct {
@@ -173,7 +175,7 @@ func runGenerate(e *env, args []string) (err error) {
 			res.Error = podcontract.Truncate(err.Error(), podcontract.MaxMessageLength)
 		}
 		res.DurationMilliseconds = time.Since(start).Milliseconds()
-		res.PeakMemoryBytes = pipeline.PeakRSS()
+		res.PeakHostMemoryBytes = pipeline.PeakRSS()
 		if g.resultFile != "" && !errors.Is(err, flag.ErrHelp) {
 			if werr := writeResult(g.resultFile, res); werr != nil {
 				e.log.Error(werr, "could not write the result file", "path", g.resultFile)
@@ -215,11 +217,19 @@ func runGenerate(e *env, args []string) (err error) {
 		return err
 	}
 	defer b.Close()
+	if dp, ok := b.(devicePeak); ok {
+		// Read before Close frees the device; deferred after it, so it runs first.
+		defer func() { res.PeakDeviceMemoryBytes = dp.PeakMemoryBytes() }()
+	}
 	p, err := pipeline.Open(g.model, b, pipeline.Options{Checkpoint: checkpoint.Options{TokenizerDir: g.tokenizer}, Log: e.log})
 	if err != nil {
 		return err
 	}
 	defer func() { _ = p.Close() }()
+	family := p.Model().Family
+	res.Family = string(family)
+	req = withFamilyDefaults(fs, req, family)
+	res.Width, res.Height = req.Width, req.Height
 	if err := checkMemory(p.Model(), req); err != nil {
 		return err
 	}
@@ -251,6 +261,21 @@ func runGenerate(e *env, args []string) (err error) {
 	res.OutputPath, res.SHA256 = g.output, hex.EncodeToString(sum[:])
 	e.log.Info("wrote image", "path", g.output, "sha256", res.SHA256, "seconds", time.Since(start).Seconds())
 	return nil
+}
+
+// withFamilyDefaults gives an SDXL model its native 1024×1024 when neither the command line
+// nor the environment chose the size (the flags' defaults are SD 1.x's 512×512).
+func withFamilyDefaults(fs *flag.FlagSet, req pipeline.Request, family checkpoint.Family) pipeline.Request {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	side := pipeline.DefaultSide(family)
+	if !set["width"] {
+		req.Width = side
+	}
+	if !set["height"] {
+		req.Height = side
+	}
+	return req
 }
 
 // gcPercent is the garbage collector's target while generating.

@@ -134,7 +134,7 @@ func TestGenerateBothLayoutsSameBytes(t *testing.T) {
 	if res.Width != 64 || res.Height != 48 || res.Seed != 11 || res.Steps != 3 || res.Sampler != "ddim" || res.ExitCode != 0 {
 		t.Errorf("result settings %+v", res)
 	}
-	if res.PeakMemoryBytes <= 0 || res.DenoiseMilliseconds < 0 {
+	if res.PeakHostMemoryBytes <= 0 || res.DenoiseMilliseconds < 0 {
 		t.Errorf("result figures %+v", res)
 	}
 

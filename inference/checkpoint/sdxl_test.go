@@ -2,9 +2,13 @@ package checkpoint_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/sdfleet/sdfleet/inference/checkpoint"
@@ -145,5 +149,45 @@ func TestSDXLFullShapes(t *testing.T) {
 	}
 	if bytes != 2*(2567463684+83653863+123060480+694659840) {
 		t.Errorf("full SDXL is %d bytes in fp16", bytes)
+	}
+}
+
+// An SDXL refiner, in either layout, is refused with an error that says
+// the refiner is out of scope.
+func TestSDXLRefinerIsRefused(t *testing.T) {
+	single := generateXL(t, checkpoint.SingleFile, safetensors.F16)
+	rewrite(t, single, func(ts []safetensors.TensorData) []safetensors.TensorData {
+		var out []safetensors.TensorData
+		for _, x := range ts {
+			switch {
+			case strings.HasPrefix(x.Name, "conditioner.embedders.0."):
+				continue
+			case strings.HasPrefix(x.Name, "conditioner.embedders.1."):
+				x.Name = "conditioner.embedders.0." + strings.TrimPrefix(x.Name, "conditioner.embedders.1.")
+			}
+			out = append(out, x)
+		}
+		return out
+	})
+	diff := generateXL(t, checkpoint.Diffusers, safetensors.F16)
+	index := filepath.Join(diff, "model_index.json")
+	data, err := os.ReadFile(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["_class_name"], m["text_encoder"], m["requires_aesthetics_score"] = "StableDiffusionXLImg2ImgPipeline", []any{nil, nil}, true
+	data, _ = json.Marshal(m)
+	if err := os.WriteFile(index, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{single, diff} {
+		_, err := checkpoint.Open(path, checkpoint.Options{})
+		if !errors.Is(err, checkpoint.ErrRefiner) || !strings.Contains(err.Error(), "refiner is out of scope") || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s: %v, want the refiner refused", path, err)
+		}
 	}
 }

@@ -17,6 +17,9 @@ type Buffer struct {
 	class  uint64 // allocation size class in the pool
 	host   []byte // mapped memory of a staging buffer
 	pooled bool
+	// counted is the device-local memory this buffer adds to the
+	// device's usage (0 for staging buffers).
+	counted int64
 }
 
 // Size is the buffer's usable size in bytes.
@@ -73,6 +76,9 @@ func (d *Device) allocate(what string, size uint64, staging bool) (*Buffer, erro
 			d.free(b)
 			return nil, err
 		}
+	} else {
+		b.counted = int64(req.Size)
+		d.usage.add(b.counted)
 	}
 	return b, nil
 }
@@ -91,6 +97,8 @@ func (d *Device) free(b *Buffer) {
 	}
 	d.dev.DestroyBuffer(b.buf)
 	d.dev.FreeMemory(b.mem)
+	d.usage.add(-b.counted)
+	b.counted = 0
 }
 
 // bufferPool recycles buffers by size class so that a UNet evaluation's
