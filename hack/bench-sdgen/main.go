@@ -37,8 +37,9 @@ func main() {
 }
 
 func run() error {
-	model := flag.String("model", "", "checkpoint to measure (default: generate the full random SD 1.5 model into a temporary folder)")
-	size := flag.Int("size", 512, "image width and height in pixels")
+	model := flag.String("model", "", "checkpoint to measure (default: generate the full random model of --family into a temporary folder)")
+	familyName := flag.String("family", "sd1", "family of the generated models: sd1 (SD 1.5) or sdxl (SDXL base 1.0, about 6.9 GB in fp16)")
+	size := flag.Int("size", 0, "image width and height in pixels (default 512, 1024 for sdxl)")
 	steps := flag.Int("steps", 20, "steps of the whole-generation measurement")
 	skipTotal := flag.Bool("skip-total", false, "skip the whole generation with the full model")
 	skipTiny := flag.Bool("skip-tiny", false, "skip the tiny model's whole generation")
@@ -47,6 +48,13 @@ func run() error {
 	gcPercent := flag.Int("gc-percent", sdgenGCPercent, "garbage collector target percentage, as sdgen sets it")
 	device := flag.String("device", "cpu", "backend to measure: cpu or vulkan:N")
 	flag.Parse()
+	family, err := testmodel.ParseFamily(*familyName)
+	if err != nil {
+		return fmt.Errorf("--family: %w", err)
+	}
+	if *size == 0 {
+		*size = pipeline.DefaultSide(family)
+	}
 	debug.SetGCPercent(*gcPercent)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -80,14 +88,18 @@ func run() error {
 	if *model == "" {
 		name = "full"
 		start := time.Now()
-		*model, err = testmodel.Generate(filepath.Join(tmp, "full"), testmodel.Options{Size: testmodel.Full, Layout: checkpoint.Diffusers, Seed: 1})
+		*model, err = testmodel.Generate(filepath.Join(tmp, "full"), testmodel.Options{Family: family, Size: testmodel.Full, Layout: checkpoint.Diffusers, Seed: 1})
 		if err != nil {
 			return err
 		}
 		fmt.Printf("generated full test model in %.1fs\n", time.Since(start).Seconds())
 	}
 	if !*skipPhases {
-		if err := phases(b, *model, *size); err != nil {
+		measure := phases
+		if family == checkpoint.SDXL {
+			measure = phasesXL
+		}
+		if err := measure(b, *model, *size); err != nil {
 			return err
 		}
 	}
@@ -97,7 +109,7 @@ func run() error {
 		}
 	}
 	if !*skipTiny {
-		tiny, err := testmodel.Generate(filepath.Join(tmp, "tiny"), testmodel.Options{Size: testmodel.Tiny, Layout: checkpoint.Diffusers, Seed: 1})
+		tiny, err := testmodel.Generate(filepath.Join(tmp, "tiny"), testmodel.Options{Family: family, Size: testmodel.Tiny, Layout: checkpoint.Diffusers, Seed: 1})
 		if err != nil {
 			return err
 		}
