@@ -75,6 +75,7 @@ type generateFlags struct {
 	device     string
 	resultFile string
 	tokenizer  string
+	tokenizer2 string
 	quiet      bool
 }
 
@@ -92,6 +93,7 @@ func defineGenerateFlags(fs *flag.FlagSet) *generateFlags {
 	fs.StringVar(&r.RNG, "rng", noise.SDFleet, "noise generator: sdfleet, or torch to reproduce torch.randn's starting latents")
 	fs.StringVar(&g.model, "model", "", "diffusers folder or single .safetensors checkpoint (required)")
 	fs.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer folder for a single-file checkpoint (default: \"tokenizer\" beside it)")
+	fs.StringVar(&g.tokenizer2, "tokenizer-2", "", "second tokenizer folder for a single-file SDXL checkpoint (default: \"tokenizer_2\" beside it)")
 	fs.StringVar(&g.output, "output", "", "PNG file to write; parent folders are created (required)")
 	fs.StringVar(&g.device, "device", podcontract.DeviceAuto, "auto (the pod's GPU through Vulkan, the CPU when the pod has no GPU or Vulkan is unusable), cpu or vulkan:N")
 	fs.StringVar(&g.resultFile, "result-file", "", "file to write the JSON result to, on success and on failure")
@@ -221,7 +223,7 @@ func runGenerate(e *env, args []string) (err error) {
 		// Read before Close frees the device; deferred after it, so it runs first.
 		defer func() { res.PeakDeviceMemoryBytes = dp.PeakMemoryBytes() }()
 	}
-	p, err := pipeline.Open(g.model, b, pipeline.Options{Checkpoint: checkpoint.Options{TokenizerDir: g.tokenizer}, Log: e.log})
+	p, err := pipeline.Open(g.model, b, pipeline.Options{Checkpoint: checkpoint.Options{TokenizerDir: g.tokenizer, Tokenizer2Dir: g.tokenizer2}, Log: e.log})
 	if err != nil {
 		return err
 	}

@@ -94,3 +94,24 @@ func TestSDXLDefaultsTo1024(t *testing.T) {
 		t.Error("SDXL's default side is not 1024")
 	}
 }
+
+// A single-file SDXL checkpoint finds its second tokenizer through --tokenizer-2 when it is
+// not beside the file, and names the folder it looked in when it is missing.
+func TestGenerateSDXLSecondTokenizerFlag(t *testing.T) {
+	dir := t.TempDir()
+	var stdout bytes.Buffer
+	if code := run([]string{"testmodel", "--family", "sdxl", "--size", "tiny", "--layout", "single-file", "--out", dir}, &stdout, new(bytes.Buffer)); code != 0 {
+		t.Fatal("testmodel failed")
+	}
+	model := strings.TrimSpace(stdout.String())
+	moved := filepath.Join(t.TempDir(), "tok2")
+	if err := os.Rename(filepath.Join(dir, "tokenizer_2"), moved); err != nil {
+		t.Fatal(err)
+	}
+	if g := generate(t, small(model)...); g.code != podcontract.ExitModelError || !strings.Contains(g.result.Error, "tokenizer_2") {
+		t.Errorf("without tokenizer_2: exit %d, error %q", g.code, g.result.Error)
+	}
+	if g := generate(t, small(model, "--tokenizer-2", moved)...); g.code != 0 {
+		t.Errorf("--tokenizer-2 %s: exit %d: %s", moved, g.code, g.stderr)
+	}
+}
