@@ -31,21 +31,17 @@ func imagePixels(job *sdfleetv1alpha1.ImageGenerationJob) int64 {
 	return w * h
 }
 
-// learnMemory feeds the job's succeeded images to the memory learner: the peak memory each
-// result reports (the GPU's, or the host's for an image that ran on the CPU) and the family.
-// A finished image seen again at a later reconcile counts once.
+// learnMemory feeds the job's succeeded images to the memory learner: the peak GPU memory
+// each result reports and the family. The reservation is GPU memory, so an image that ran on
+// the CPU (no device peak, its host memory holds float32 weights) teaches nothing. A finished
+// image seen again at a later reconcile counts once.
 func (r *ImageGenerationJobReconciler) learnMemory(job *sdfleetv1alpha1.ImageGenerationJob, infos []podInfo) {
 	key, _ := modelKey(job)
 	pixels := imagePixels(job)
 	for _, info := range infos {
-		if info.kind != podSucceeded {
-			continue
+		if info.kind == podSucceeded {
+			r.memory.Observe(key, info.name, info.result.Family, info.result.PeakDeviceMemoryBytes, pixels)
 		}
-		peak := info.result.PeakDeviceMemoryBytes
-		if peak <= 0 {
-			peak = info.result.PeakHostMemoryBytes
-		}
-		r.memory.Observe(key, info.name, info.result.Family, peak, pixels)
 	}
 }
 
