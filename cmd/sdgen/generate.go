@@ -377,7 +377,7 @@ func checkMemory(m *checkpoint.Model, req pipeline.Request) error {
 	}
 	debug.SetMemoryLimit(limit / 10 * 9)
 	var weights int64
-	for _, c := range []checkpoint.Component{checkpoint.UNet, checkpoint.TextEncoder, checkpoint.VAE} {
+	for _, c := range []checkpoint.Component{checkpoint.UNet, checkpoint.TextEncoder, checkpoint.TextEncoder2, checkpoint.VAE} {
 		var n int64
 		for _, name := range m.Names(c) {
 			t, _ := m.Tensor(c, name)
