@@ -26,6 +26,7 @@ import (
 	"github.com/sdfleet/sdfleet/controllers/indexset"
 	"github.com/sdfleet/sdfleet/controllers/jobpolicy"
 	"github.com/sdfleet/sdfleet/controllers/ledger"
+	"github.com/sdfleet/sdfleet/controllers/memorymodel"
 	"github.com/sdfleet/sdfleet/controllers/placement"
 	"github.com/sdfleet/sdfleet/controllers/throughput"
 )
@@ -112,6 +113,8 @@ type ImageGenerationJobReconciler struct {
 	// nodes whose learned figures changed since they were last written.
 	speeds          *throughput.Learner
 	speedsToPublish *nodeSet
+	// memory learns each model's peak memory per pixel from the images that finish.
+	memory *memorymodel.Learner
 	// heartbeats are when the manager saw each GPUNode's heartbeat change.
 	heartbeats *heartbeatClock
 	// demands are the GPU slots each job holds or wants, which its fair share is cut from.
@@ -171,6 +174,7 @@ func NewReconciler(c client.Client, recorder events.EventRecorder, cfg Config) *
 
 		speeds:          throughput.NewLearner(0),
 		speedsToPublish: newNodeSet(),
+		memory:          memorymodel.NewLearner(),
 		heartbeats:      newHeartbeatClock(),
 		demands:         newJobDemands(),
 
@@ -260,6 +264,7 @@ func (r *ImageGenerationJobReconciler) Reconcile(ctx context.Context, req ctrl.R
 			"%v; no pod is created until the status is corrected", err)
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
+	r.learnMemory(job, infos)
 	s.status = job.Status.DeepCopy()
 	s.status.ObservedGeneration = job.Generation
 	s.status.Seed = &s.seed
@@ -607,6 +612,8 @@ func (r *ImageGenerationJobReconciler) summarise(s *syncState) {
 	s.status.CompletedIndexes = st.completed.String()
 	s.status.FailedIndexes = st.failed.String()
 	s.status.Images = imageDetails(s.job, st, s.seed)
+	mem := r.memoryEstimate(s.job)
+	s.status.MemoryPerImage = &mem
 	s.status.Phase = phaseOf(s.status)
 }
 

@@ -54,6 +54,12 @@ func TestMemoryPerImage(t *testing.T) {
 	if got := memoryPerImage(job); got != 6*GiB {
 		t.Errorf("1024x1024 estimate = %d, want 6 GiB", got)
 	}
+	// An SDXL model, by its name, before any image of it finished.
+	job = sdtesting.MakeJob("m", "ns").ModelHostPath("/models/stable-diffusion-xl-base-1.0").Obj()
+	job.Spec.Width, job.Spec.Height = 1024, 1024
+	if got := memoryPerImage(job); got != 8*GiB {
+		t.Errorf("SDXL 1024x1024 estimate = %d, want 8 GiB", got)
+	}
 	job = sdtesting.MakeJob("m", "ns").GPUMemoryPerImage(9).Obj()
 	if got := memoryPerImage(job); got != 9*GiB {
 		t.Errorf("spec.gpuMemoryPerImage 9Gi gave %d", got)

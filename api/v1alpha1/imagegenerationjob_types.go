@@ -540,6 +540,55 @@ type ImageGenerationJobStatus struct {
 	// completionTime is when the job completed or failed.
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+
+	// memoryPerImage is the GPU memory the controller reserves for each image and where the
+	// figure comes from: spec.gpuMemoryPerImage, what finished images of the same model used,
+	// or the model family's default.
+	// +optional
+	MemoryPerImage *MemoryEstimate `json:"memoryPerImage,omitempty"`
+}
+
+// MemorySource says where a memory estimate comes from.
+// +kubebuilder:validation:Enum=Spec;Learned;Default
+type MemorySource string
+
+const (
+	// MemoryFromSpec is spec.gpuMemoryPerImage.
+	MemoryFromSpec MemorySource = "Spec"
+	// MemoryLearned is the largest peak memory per pixel of the finished images of the same
+	// model (the same model location), scaled to this job's image size.
+	MemoryLearned MemorySource = "Learned"
+	// MemoryDefault is the model family's default for the image size, before any image of the
+	// model has finished.
+	MemoryDefault MemorySource = "Default"
+)
+
+// MemoryEstimate is the memory reserved for one image.
+type MemoryEstimate struct {
+	// bytes is the memory reserved for one image.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Bytes int64 `json:"bytes"`
+
+	// bytesPerPixel is bytes over the image's pixels, rounded.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	BytesPerPixel int64 `json:"bytesPerPixel,omitempty"`
+
+	// source is Spec, Learned or Default.
+	// +required
+	Source MemorySource `json:"source"`
+
+	// family is the model family the figure is for ("sd1", "sd2", "sdxl") when known: reported
+	// by a finished image, or guessed from the model's path.
+	// +optional
+	// +kubebuilder:validation:MaxLength=16
+	Family string `json:"family,omitempty"`
+
+	// images is how many finished images of the model the figure was learned from.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Images int32 `json:"images,omitempty"`
 }
 
 // MaxJobNameLength is the longest name of an ImageGenerationJob: its image pods are named

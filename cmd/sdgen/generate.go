@@ -78,6 +78,7 @@ type generateFlags struct {
 	precision  string
 	resultFile string
 	tokenizer  string
+	tokenizer2 string
 	quiet      bool
 }
 
@@ -95,6 +96,7 @@ func defineGenerateFlags(fs *flag.FlagSet) *generateFlags {
 	fs.StringVar(&r.RNG, "rng", noise.SDFleet, "noise generator: sdfleet, or torch to reproduce torch.randn's starting latents")
 	fs.StringVar(&g.model, "model", "", "diffusers folder or single .safetensors checkpoint (required)")
 	fs.StringVar(&g.tokenizer, "tokenizer", "", "tokenizer folder for a single-file checkpoint (default: \"tokenizer\" beside it, else the built-in CLIP vocabulary when the text encoder has its 49408 tokens)")
+	fs.StringVar(&g.tokenizer2, "tokenizer-2", "", "second tokenizer folder for a single-file SDXL checkpoint (default: \"tokenizer_2\" beside it)")
 	fs.StringVar(&g.output, "output", "", "PNG file to write; parent folders are created (required)")
 	fs.StringVar(&g.device, "device", podcontract.DeviceAuto, "auto (the pod's GPU through Vulkan, the CPU when the pod has no GPU or Vulkan is unusable), cpu or vulkan:N")
 	// fp32 by default: on the AVX-512 BF16 CPUs measured so far the bf16
@@ -142,8 +144,10 @@ type generateResult struct {
 	EncodeMilliseconds  int64  `json:"encodeMilliseconds"`
 	DenoiseMilliseconds int64  `json:"denoiseMilliseconds"`
 	DecodeMilliseconds  int64  `json:"decodeMilliseconds"`
-	PeakMemoryBytes     int64  `json:"peakMemoryBytes,omitempty"`
 }
+
+// devicePeak is a backend that reports the most device memory it has held (the Vulkan one).
+type devicePeak interface{ PeakMemoryBytes() int64 }
 
 // progressLine is one JSON line on stdout per denoising step.
 type progressLine struct {
@@ -180,7 +184,7 @@ func runGenerate(e *env, args []string) (err error) {
 			res.Error = podcontract.Truncate(err.Error(), podcontract.MaxMessageLength)
 		}
 		res.DurationMilliseconds = time.Since(start).Milliseconds()
-		res.PeakMemoryBytes = pipeline.PeakRSS()
+		res.PeakHostMemoryBytes = pipeline.PeakRSS()
 		if g.resultFile != "" && !errors.Is(err, flag.ErrHelp) {
 			if werr := writeResult(g.resultFile, res); werr != nil {
 				e.log.Error(werr, "could not write the result file", "path", g.resultFile)
@@ -222,11 +226,19 @@ func runGenerate(e *env, args []string) (err error) {
 		return err
 	}
 	defer b.Close()
-	p, err := pipeline.Open(g.model, b, pipeline.Options{Checkpoint: checkpoint.Options{TokenizerDir: g.tokenizer}, Log: e.log})
+	if dp, ok := b.(devicePeak); ok {
+		// Read before Close frees the device; deferred after it, so it runs first.
+		defer func() { res.PeakDeviceMemoryBytes = dp.PeakMemoryBytes() }()
+	}
+	p, err := pipeline.Open(g.model, b, pipeline.Options{Checkpoint: checkpoint.Options{TokenizerDir: g.tokenizer, Tokenizer2Dir: g.tokenizer2}, Log: e.log})
 	if err != nil {
 		return err
 	}
 	defer func() { _ = p.Close() }()
+	family := p.Model().Family
+	res.Family = string(family)
+	req = withFamilyDefaults(fs, req, family)
+	res.Width, res.Height = req.Width, req.Height
 	if err := checkMemory(p.Model(), req, b); err != nil {
 		return err
 	}
@@ -262,6 +274,21 @@ func runGenerate(e *env, args []string) (err error) {
 	res.OutputPath, res.SHA256 = g.output, hex.EncodeToString(sum[:])
 	e.log.Info("wrote image", "path", g.output, "sha256", res.SHA256, "seconds", time.Since(start).Seconds())
 	return nil
+}
+
+// withFamilyDefaults gives an SDXL model its native 1024×1024 when neither the command line
+// nor the environment chose the size (the flags' defaults are SD 1.x's 512×512).
+func withFamilyDefaults(fs *flag.FlagSet, req pipeline.Request, family checkpoint.Family) pipeline.Request {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	side := pipeline.DefaultSide(family)
+	if !set["width"] {
+		req.Width = side
+	}
+	if !set["height"] {
+		req.Height = side
+	}
+	return req
 }
 
 // gcPercent is the garbage collector's target while generating.
@@ -403,7 +430,7 @@ func memoryKindOf(b backend.Backend) memoryKind {
 // keeps only the latents and the image.
 func hostMemoryNeed(m *checkpoint.Model, req pipeline.Request, kind memoryKind) int64 {
 	var weights, stored, largest int64
-	for _, c := range []checkpoint.Component{checkpoint.UNet, checkpoint.TextEncoder, checkpoint.VAE} {
+	for _, c := range []checkpoint.Component{checkpoint.UNet, checkpoint.TextEncoder, checkpoint.TextEncoder2, checkpoint.VAE} {
 		var n, bytes int64
 		for _, name := range m.Names(c) {
 			t, _ := m.Tensor(c, name)

@@ -135,7 +135,7 @@ func TestGenerateBothLayoutsSameBytes(t *testing.T) {
 	if res.Width != 64 || res.Height != 48 || res.Seed != 11 || res.Steps != 3 || res.Sampler != "ddim" || res.ExitCode != 0 {
 		t.Errorf("result settings %+v", res)
 	}
-	if res.PeakMemoryBytes <= 0 || res.DenoiseMilliseconds < 0 {
+	if res.PeakHostMemoryBytes <= 0 || res.DenoiseMilliseconds < 0 {
 		t.Errorf("result figures %+v", res)
 	}
 
@@ -327,7 +327,7 @@ func TestHostMemoryNeedFollowsTheBackend(t *testing.T) {
 	defer m.Close()
 	req := pipeline.Request{Width: 512, Height: 512}
 	var stored, largest int64
-	for _, c := range []checkpoint.Component{checkpoint.UNet, checkpoint.TextEncoder, checkpoint.VAE} {
+	for _, c := range []checkpoint.Component{checkpoint.UNet, checkpoint.TextEncoder, checkpoint.TextEncoder2, checkpoint.VAE} {
 		var bytes int64
 		for _, name := range m.Names(c) {
 			tt, _ := m.Tensor(c, name)

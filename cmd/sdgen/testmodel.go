@@ -10,13 +10,14 @@ import (
 
 var testmodelCommand = command{
 	name:    "testmodel",
-	summary: "write a synthetic SD 1.5-topology checkpoint (tiny or full size) for tests and benchmarks",
+	summary: "write a synthetic SD 1.5- or SDXL-topology checkpoint (tiny or full size) for tests and benchmarks",
 	run:     runTestmodel,
 }
 
 func runTestmodel(e *env, args []string) error {
-	fs := newFlagSet(e, "testmodel", "--size tiny|full --layout diffusers|single-file --out DIR [--seed N] [--dtype F32|F16|BF16]")
-	size := fs.String("size", "tiny", "model size: tiny (a few MB) or full (real SD 1.5 shapes, about 2 GB in fp16)")
+	fs := newFlagSet(e, "testmodel", "[--family sd1|sdxl] --size tiny|full --layout diffusers|single-file --out DIR [--seed N] [--dtype F32|F16|BF16]")
+	family := fs.String("family", "sd1", "model family: sd1 (SD 1.5) or sdxl (SDXL base 1.0, full size about 6.9 GB in fp16)")
+	size := fs.String("size", "tiny", "model size: tiny (a few MB) or full (the real shapes; SD 1.5 is about 2 GB in fp16)")
 	layout := fs.String("layout", string(checkpoint.Diffusers), "layout: diffusers (a folder) or single-file (one .safetensors file plus a tokenizer folder)")
 	out := fs.String("out", "", "output folder (created if missing)")
 	seed := fs.Uint64("seed", 1, "random seed; the same seed gives the same weights in both layouts")
@@ -27,6 +28,10 @@ func runTestmodel(e *env, args []string) error {
 	s, err := testmodel.ParseSize(*size)
 	if err != nil {
 		return usageError{err.Error()}
+	}
+	f, err := testmodel.ParseFamily(*family)
+	if err != nil {
+		return usageError{"--family: " + err.Error()}
 	}
 	l := checkpoint.Layout(*layout)
 	if l != checkpoint.Diffusers && l != checkpoint.SingleFile {
@@ -39,12 +44,12 @@ func runTestmodel(e *env, args []string) error {
 	if dt != "" && !dt.IsFloat() {
 		return usageError{fmt.Sprintf("--dtype %q: want F32, F16 or BF16", *dtype)}
 	}
-	bytes, err := testmodel.ByteSize(s, l)
+	bytes, err := testmodel.ByteSizeFor(f, s, l)
 	if err != nil {
 		return err
 	}
-	e.log.Info("generating test model", "size", s, "layout", l, "seed", *seed, "out", *out, "approxBytes", bytes)
-	path, err := testmodel.Generate(*out, testmodel.Options{Size: s, Layout: l, Seed: *seed, DType: dt, Log: e.log})
+	e.log.Info("generating test model", "family", f, "size", s, "layout", l, "seed", *seed, "out", *out, "approxBytes", bytes)
+	path, err := testmodel.Generate(*out, testmodel.Options{Family: f, Size: s, Layout: l, Seed: *seed, DType: dt, Log: e.log})
 	if err != nil {
 		return err
 	}

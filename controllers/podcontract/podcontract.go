@@ -93,6 +93,13 @@ type Result struct {
 	// SimulatedGPU is true when the pod's GPU was simulated (EnvGPUSimulated) and sdgen ran
 	// on the software Vulkan device in its place.
 	SimulatedGPU bool `json:"simulatedGPU,omitempty"`
+	// Family is the model family sdgen found in the checkpoint: "sd1", "sd2" or "sdxl".
+	Family string `json:"family,omitempty"`
+	// PeakHostMemoryBytes is sdgen's peak resident memory; PeakDeviceMemoryBytes the most GPU
+	// memory it held at once (0 on the CPU). The controller learns each model's memory per
+	// pixel from them.
+	PeakHostMemoryBytes   int64 `json:"peakHostMemoryBytes,omitempty"`
+	PeakDeviceMemoryBytes int64 `json:"peakDeviceMemoryBytes,omitempty"`
 	// Error explains a failure.
 	Error string `json:"error,omitempty"`
 }

@@ -1,8 +1,14 @@
 // Command bench-sdgen prints how long Stable Diffusion 1.5 generation
 // takes on this machine's CPU backend, and how much memory it needs.
 //
-//	go run ./hack/bench-sdgen [--model PATH] [--size 512] [--steps 3] [--threads 2] [--precisions fp32,bf16]
+//	go run ./hack/bench-sdgen [--family sd1|sdxl] [--model PATH] [--size 512] [--steps 3] [--threads 2] [--precisions fp32,bf16]
 //	    [--before OLD-SDGEN] [--sdgen SDGEN] [--skip-phases] [--skip-total] [--skip-tiny] [--cpuprofile FILE]
+//
+// With --family sdxl the generated model is SDXL base 1.0 (fp16, about 6.9 GB; the temporary
+// folder is removed at exit), the size defaults to 1024 and the in-process networks are measured
+// one after the other, each released before the next, with the peak resident memory of each
+// phase: the text encoders, one guided UNet evaluation (through the text_time embedding), the
+// VAE decode.
 //
 // Without --model it writes the `full` random test model (true SD 1.5
 // shapes, fp16, single file, about 2 GB) into a temporary folder first.

@@ -38,8 +38,9 @@ func main() {
 }
 
 func run() error {
-	model := flag.String("model", "", "checkpoint to measure (default: generate the full random SD 1.5 model, single-file fp16, into a temporary folder)")
-	size := flag.Int("size", 512, "image width and height in pixels")
+	model := flag.String("model", "", "checkpoint to measure (default: generate the full random model of --family, single-file fp16, into a temporary folder)")
+	familyName := flag.String("family", "sd1", "family of the generated models: sd1 (SD 1.5) or sdxl (SDXL base 1.0, about 6.9 GB in fp16)")
+	size := flag.Int("size", 0, "image width and height in pixels (default 512, 1024 for sdxl)")
 	steps := flag.Int("steps", 3, "steps of the whole-generation measurement (at least 2, to time one step)")
 	skipTotal := flag.Bool("skip-total", false, "skip the whole generations with the full model")
 	skipTiny := flag.Bool("skip-tiny", false, "skip the tiny model's whole generations")
@@ -52,6 +53,13 @@ func run() error {
 	sdgen := flag.String("sdgen", "", "sdgen binary for the whole generations (default: built from this tree)")
 	before := flag.String("before", "", "sdgen binary of an earlier version, run the same way for the before figures (it is given no --precision)")
 	flag.Parse()
+	family, err := testmodel.ParseFamily(*familyName)
+	if err != nil {
+		return fmt.Errorf("--family: %w", err)
+	}
+	if *size == 0 {
+		*size = pipeline.DefaultSide(family)
+	}
 	if *steps < 2 {
 		return fmt.Errorf("--steps %d: want at least 2", *steps)
 	}
@@ -66,7 +74,7 @@ func run() error {
 	defer os.RemoveAll(tmp)
 	if *model == "" {
 		start := time.Now()
-		*model, err = testmodel.Generate(filepath.Join(tmp, "full"), testmodel.Options{Size: testmodel.Full, Layout: checkpoint.SingleFile, Seed: 1})
+		*model, err = testmodel.Generate(filepath.Join(tmp, "full"), testmodel.Options{Family: family, Size: testmodel.Full, Layout: checkpoint.SingleFile, Seed: 1})
 		if err != nil {
 			return err
 		}
@@ -86,7 +94,7 @@ func run() error {
 			defer pprof.StopCPUProfile()
 		}
 		for _, prec := range precs {
-			if err := phasesOn(*device, prec, *model, *size); err != nil {
+			if err := phasesOn(*device, prec, family, *model, *size); err != nil {
 				return err
 			}
 			if *device != "cpu" {
@@ -123,7 +131,7 @@ func run() error {
 		comparePNGs(runs)
 	}
 	if !*skipTiny {
-		tiny, err := testmodel.Generate(filepath.Join(tmp, "tiny"), testmodel.Options{Size: testmodel.Tiny, Layout: checkpoint.Diffusers, Seed: 1})
+		tiny, err := testmodel.Generate(filepath.Join(tmp, "tiny"), testmodel.Options{Family: family, Size: testmodel.Tiny, Layout: checkpoint.Diffusers, Seed: 1})
 		if err != nil {
 			return err
 		}
@@ -142,7 +150,7 @@ func run() error {
 
 // phasesOn opens a backend for device in the given CPU precision and
 // measures the phases on it.
-func phasesOn(device, precision, model string, size int) error {
+func phasesOn(device, precision string, family checkpoint.Family, model string, size int) error {
 	b, err := openBackend(device, precision)
 	if err != nil {
 		return err
@@ -154,6 +162,9 @@ func phasesOn(device, precision, model string, size int) error {
 		fmt.Printf("== in-process phases: backend %s, %dx%d\n", b.Name(), size, size)
 	}
 	debug.FreeOSMemory()
+	if family == checkpoint.SDXL {
+		return phasesXL(b, model, size)
+	}
 	return phases(b, model, size)
 }
 

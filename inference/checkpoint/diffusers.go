@@ -95,6 +95,9 @@ func openDiffusers(dir string, opts Options) (*Model, error) {
 	if err := readJSON(filepath.Join(dir, "model_index.json"), &index); err != nil {
 		return fail(err)
 	}
+	if diffusersRefiner(index) {
+		return nil, refinerError(dir, "model_index.json has text_encoder_2 without text_encoder, or requires_aesthetics_score")
+	}
 	components := []Component{UNet, VAE, TextEncoder}
 	if raw, ok := index[string(TextEncoder2)]; ok && !strings.Contains(string(raw), "null") {
 		components = append(components, TextEncoder2)

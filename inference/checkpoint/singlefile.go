@@ -93,6 +93,9 @@ func bindSingleFile(path string, f *safetensors.File, opts Options) (*Model, err
 	if !s.hasPrefix(ldmUNet) {
 		return nil, fmt.Errorf("checkpoint %s: not a Stable Diffusion checkpoint: no tensors under %q", path, ldmUNet)
 	}
+	if singleFileRefiner(s) {
+		return nil, refinerError(path, "its only text encoder is OpenCLIP under "+ldmXLRefinerOpenCLIP)
+	}
 	var err error
 	m := &Model{Path: path, Layout: SingleFile, files: []*safetensors.File{f}}
 	fail := func(err error) (*Model, error) { return nil, fmt.Errorf("checkpoint %s: %w", path, err) }

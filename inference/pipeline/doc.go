@@ -1,6 +1,6 @@
 // Package pipeline runs Stable Diffusion text-to-image generation: it opens
 // a checkpoint, encodes the prompt and the negative prompt with the text
-// encoder, denoises seeded latents with the UNet under classifier-free
+// encoder (SDXL's two, with its pooled embedding and size conditioning), denoises seeded latents with the UNet under classifier-free
 // guidance and a sampler, decodes them with the VAE and writes a PNG that
 // carries its generation parameters.
 //

@@ -51,8 +51,12 @@ type Hooks struct {
 	// Progress is called after each denoising step.
 	Progress func(Progress)
 	// Embeddings receives the text embeddings [batch, 77, width]: the
-	// unconditional row first when guidance is on.
+	// unconditional row first when guidance is on. For SDXL the width is
+	// both encoders' side by side (768 + 1280).
 	Embeddings func(*tensor.Tensor)
+	// Pooled receives SDXL's pooled text embeddings [batch, 1280], in
+	// the same order; it is not called for other families.
+	Pooled func(*tensor.Tensor)
 	// InitialLatents receives the scaled starting noise [1, C, h, w].
 	InitialLatents func(latents []float32)
 	// Prediction receives the UNet's raw output of step i (0-based),
@@ -85,10 +89,13 @@ type Pipeline struct {
 	model *checkpoint.Model
 	b     backend.Backend
 	tok   *tokenizer.Tokenizer
-	opts  Options
-	log   logr.Logger
+	// tok2 is SDXL's second tokenizer, nil for other families.
+	tok2 *tokenizer.Tokenizer
+	opts Options
+	log  logr.Logger
 
 	text    *clip.Model
+	text2   *clip.Model // SDXL's second text encoder
 	denoise *unet.Model
 	decoder *vae.Decoder
 	// load is the time spent opening and loading not yet reported.
@@ -103,9 +110,9 @@ func Open(path string, b backend.Backend, opts Options) (*Pipeline, error) {
 	if err != nil {
 		return nil, &ModelError{Path: path, Err: err}
 	}
-	if m.Family != checkpoint.SD1 && m.Family != checkpoint.SD2 {
+	if m.Family != checkpoint.SD1 && m.Family != checkpoint.SD2 && m.Family != checkpoint.SDXL {
 		_ = m.Close()
-		return nil, &ModelError{Path: path, Err: fmt.Errorf("model family %s is not supported (want %s or %s)", m.Family, checkpoint.SD1, checkpoint.SD2)}
+		return nil, &ModelError{Path: path, Err: fmt.Errorf("model family %s is not supported (want %s, %s or %s)", m.Family, checkpoint.SD1, checkpoint.SD2, checkpoint.SDXL)}
 	}
 	if err := checkPrediction(path, m); err != nil {
 		_ = m.Close()
@@ -120,7 +127,14 @@ func Open(path string, b backend.Backend, opts Options) (*Pipeline, error) {
 		_ = m.Close()
 		return nil, &ModelError{Path: dir, Err: fmt.Errorf("tokenizer has %d symbols but the text encoder's embedding only %d", tok.VocabSize(), m.TextEncoder.VocabSize)}
 	}
-	p := &Pipeline{path: path, model: m, b: b, tok: tok, opts: opts, log: opts.Log, load: time.Since(start)}
+	p := &Pipeline{path: path, model: m, b: b, tok: tok, opts: opts, log: opts.Log}
+	if m.Family == checkpoint.SDXL {
+		if p.tok2, err = openSecondTokenizer(m); err != nil {
+			_ = m.Close()
+			return nil, err
+		}
+	}
+	p.load = time.Since(start)
 	p.log.V(1).Info("checkpoint opened", "path", path, "layout", m.Layout, "family", m.Family)
 	return p, nil
 }
@@ -194,6 +208,7 @@ func (p *Pipeline) Tokenizer() *tokenizer.Tokenizer { return p.tok }
 // Close releases the networks and unmaps the checkpoint.
 func (p *Pipeline) Close() error {
 	p.dropText()
+	p.dropText2()
 	p.dropUNet()
 	p.dropVAE()
 	if p.model == nil {
@@ -315,8 +330,47 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, hooks Hooks) (*Out
 	out := &Output{}
 	guided := req.Guidance > 1
 
-	// Text embeddings: [uncond, cond] as one batch when guided.
 	start := time.Now()
+	var (
+		emb, added backend.Tensor
+		err        error
+	)
+	if p.model.Family == checkpoint.SDXL {
+		xl, err := p.encodeXL(req, guided, hooks, out)
+		if err != nil {
+			return nil, err
+		}
+		emb, added = xl.context, xl.added
+		defer p.b.Release(emb)
+		defer p.b.Release(added)
+	} else {
+		if emb, err = p.encode(req, guided, out, &out.Timings); err != nil {
+			return nil, err
+		}
+		defer p.b.Release(emb)
+	}
+	if hooks.Embeddings != nil {
+		host, err := backend.ToHost(p.b, emb)
+		if err != nil {
+			return nil, err
+		}
+		hooks.Embeddings(host)
+	}
+	p.release("text encoders", func() { p.dropText(); p.dropText2() })
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	latents, err := p.denoiseLatents(ctx, req, emb, added, guided, hooks, &out.Timings)
+	if err != nil {
+		return nil, err
+	}
+	return p.decode(req, latents, hooks, out, start)
+}
+
+// encode runs the text encoder of SD 1.x and 2.x: [uncond, cond] as one
+// batch when guided.
+func (p *Pipeline) encode(req Request, guided bool, out *Output, t *Timings) (backend.Tensor, error) {
 	prompts := []string{req.Prompt}
 	if guided {
 		prompts = []string{req.NegativePrompt, req.Prompt}
@@ -339,28 +393,18 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, hooks Hooks) (*Out
 	if err != nil {
 		return nil, err
 	}
-	defer p.b.Release(emb)
 	// A backend that records work runs it here, so the phase is timed.
 	if err := p.b.Sync(); err != nil {
+		p.b.Release(emb)
 		return nil, err
 	}
-	out.Timings.Encode = time.Since(encStart)
-	if hooks.Embeddings != nil {
-		host, err := backend.ToHost(p.b, emb)
-		if err != nil {
-			return nil, err
-		}
-		hooks.Embeddings(host)
-	}
-	p.release("text encoder", p.dropText)
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
+	t.Encode = time.Since(encStart)
+	return emb, nil
+}
 
-	latents, err := p.denoiseLatents(ctx, req, emb, guided, hooks, &out.Timings)
-	if err != nil {
-		return nil, err
-	}
+// decode releases the UNet, decodes the latents [1, C, h, w] with the VAE
+// and finishes out.
+func (p *Pipeline) decode(req Request, latents []float32, hooks Hooks, out *Output, start time.Time) (*Output, error) {
 	p.release("unet", p.dropUNet)
 
 	dec, err := p.vae()
@@ -368,6 +412,15 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, hooks Hooks) (*Out
 		return nil, err
 	}
 	decStart := time.Now()
+	if p.model.Family == checkpoint.SDXL {
+		// SDXL's VAE overflows half precision: decode it with float32
+		// activations on every backend.
+		restore, err := backend.F32Activations(p.b)
+		if err != nil {
+			return nil, fmt.Errorf("SDXL VAE decode with float32 activations: %w", err)
+		}
+		defer restore()
+	}
 	lc := p.model.VAE.LatentChannels
 	h, w := req.Height/p.LatentScale(), req.Width/p.LatentScale()
 	nhwc := make([]float32, len(latents))
@@ -411,7 +464,7 @@ func boolIndex(b bool) int {
 
 // denoiseLatents runs the sampler loop and returns the final latents
 // [1, C, h, w].
-func (p *Pipeline) denoiseLatents(ctx context.Context, req Request, emb backend.Tensor, guided bool, hooks Hooks, t *Timings) ([]float32, error) {
+func (p *Pipeline) denoiseLatents(ctx context.Context, req Request, emb, added backend.Tensor, guided bool, hooks Hooks, t *Timings) ([]float32, error) {
 	sm, err := sampler.New(req.Sampler, req.Steps)
 	if err != nil {
 		return nil, &InputError{"sampler", err.Error()}
@@ -471,7 +524,7 @@ func (p *Pipeline) denoiseLatents(ctx context.Context, req Request, emb backend.
 		if err := p.b.Write(x, input); err != nil {
 			return nil, fmt.Errorf("step %d: %w", i+1, err)
 		}
-		pred, err := net.Forward(x, timestep, emb)
+		pred, err := net.ForwardAdded(x, timestep, emb, added)
 		if err != nil {
 			return nil, fmt.Errorf("step %d: %w", i+1, err)
 		}

@@ -32,6 +32,9 @@ const testModelSeed = 7
 
 var testModels = map[checkpoint.Layout]string{}
 
+// sdxlModels holds the tiny SDXL test model (seed testModelSeed) in both layouts.
+var sdxlModels = map[checkpoint.Layout]string{}
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "pipeline-test")
 	if err != nil {
@@ -45,6 +48,12 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		testModels[l] = p
+		xl, err := testmodel.Generate(filepath.Join(dir, "sdxl-"+string(l)), testmodel.Options{Family: checkpoint.SDXL, Size: testmodel.Tiny, Layout: l, Seed: testModelSeed})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		sdxlModels[l] = xl
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/sdfleet/sdfleet/inference/checkpoint"
 	"github.com/sdfleet/sdfleet/inference/sampler"
 )
 
@@ -155,7 +156,13 @@ func ImagePNG(img image.Image, req Request, family string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return EncodePNG(img, []TextChunk{{"parameters", Parameters(req)}, {"sdfleet", string(meta)}})
+	params := Parameters(req)
+	// SD 1.x images keep the parameters text they always had; an SDXL
+	// image says which model made it, as the web UIs' "Model:" entry.
+	if family == string(checkpoint.SDXL) {
+		params += ", Model: " + FamilyLabel(checkpoint.SDXL)
+	}
+	return EncodePNG(img, []TextChunk{{"parameters", params}, {"sdfleet", string(meta)}})
 }
 
 // WriteFileAtomic writes data to a temporary file beside path, flushes it

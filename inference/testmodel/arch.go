@@ -37,9 +37,33 @@ func (s Size) DefaultDType() safetensors.DType {
 // vocabulary is the synthetic tokenizer's.
 const fullVocabSize = 49408
 
-// Architecture returns the configs of a model of the given size, the same
-// ones checkpoint.Open infers when it loads the generated files.
+// Architecture returns the configs of an SD 1.5 model of the given size,
+// the same ones checkpoint.Open infers when it loads the generated files.
 func Architecture(size Size) (checkpoint.Architecture, error) {
+	return ArchitectureFor(checkpoint.SD1, size)
+}
+
+// ParseFamily checks a family name: sd1 (also the empty string) or sdxl.
+func ParseFamily(s string) (checkpoint.Family, error) {
+	switch checkpoint.Family(s) {
+	case "", checkpoint.SD1:
+		return checkpoint.SD1, nil
+	case checkpoint.SDXL:
+		return checkpoint.SDXL, nil
+	}
+	return "", fmt.Errorf("unknown test model family %q (want %s or %s)", s, checkpoint.SD1, checkpoint.SDXL)
+}
+
+// ArchitectureFor returns the configs of a model of the given family
+// (SD1 when empty) and size.
+func ArchitectureFor(family checkpoint.Family, size Size) (checkpoint.Architecture, error) {
+	switch family {
+	case "", checkpoint.SD1:
+	case checkpoint.SDXL:
+		return sdxlArchitecture(size)
+	default:
+		return checkpoint.Architecture{}, fmt.Errorf("unknown test model family %q (want %s or %s)", family, checkpoint.SD1, checkpoint.SDXL)
+	}
 	switch size {
 	case Tiny:
 		return checkpoint.Architecture{
@@ -87,10 +111,15 @@ func vae(chs []int) checkpoint.VAEConfig {
 	}
 }
 
-// ByteSize is the total tensor bytes a model of this size and layout
-// occupies, computed without generating it.
+// ByteSize is the total tensor bytes an SD 1.5 model of this size and
+// layout occupies, computed without generating it.
 func ByteSize(size Size, layout checkpoint.Layout) (int64, error) {
-	a, err := Architecture(size)
+	return ByteSizeFor(checkpoint.SD1, size, layout)
+}
+
+// ByteSizeFor is ByteSize for a model of the given family.
+func ByteSizeFor(family checkpoint.Family, size Size, layout checkpoint.Layout) (int64, error) {
+	a, err := ArchitectureFor(family, size)
 	if err != nil {
 		return 0, err
 	}
@@ -104,7 +133,11 @@ func ByteSize(size Size, layout checkpoint.Layout) (int64, error) {
 		total += safetensors.Spec{DType: dt, Shape: t.Shape}.ByteSize()
 	}
 	if layout == checkpoint.SingleFile {
-		for _, e := range ldmExtras() {
+		extras := ldmExtras()
+		if a.Family == checkpoint.SDXL {
+			extras = sdxlExtras()
+		}
+		for _, e := range extras {
 			total += e.ByteSize()
 		}
 	}

@@ -16,6 +16,8 @@ import (
 
 // Options say what to generate.
 type Options struct {
+	// Family is checkpoint.SD1 (the default) or checkpoint.SDXL.
+	Family checkpoint.Family
 	Size   Size
 	Layout checkpoint.Layout
 	Seed   uint64
@@ -38,13 +40,14 @@ const SingleFileName = "model.safetensors"
 // to give checkpoint.Open: dir itself for a diffusers folder, the
 // .safetensors file for a single-file model.
 func Generate(dir string, o Options) (string, error) {
-	a, err := Architecture(o.Size)
+	a, err := ArchitectureFor(o.Family, o.Size)
 	if err != nil {
 		return "", err
 	}
 	if o.CLIPVocab {
 		a.TextEncoder.VocabSize = fullVocabSize
 	}
+	xl := a.Family == checkpoint.SDXL
 	dt := o.DType
 	if dt == "" {
 		dt = o.Size.DefaultDType()
@@ -63,18 +66,26 @@ func Generate(dir string, o Options) (string, error) {
 	switch o.Layout {
 	case checkpoint.SingleFile:
 		path := filepath.Join(dir, SingleFileName)
-		if err := g.writeFile(path, tensors, ldmExtras()); err != nil {
+		extras, writeTokenizers := ldmExtras(), func() error { return WriteTokenizer(filepath.Join(dir, "tokenizer")) }
+		if xl {
+			extras, writeTokenizers = sdxlExtras(), func() error { return writeSDXLTokenizers(dir) }
+		}
+		if err := g.writeFile(path, tensors, extras); err != nil {
 			return "", err
 		}
 		if o.CLIPVocab {
 			return path, nil
 		}
-		if err := WriteTokenizer(filepath.Join(dir, "tokenizer")); err != nil {
+		if err := writeTokenizers(); err != nil {
 			return "", err
 		}
 		return path, nil
 	case checkpoint.Diffusers:
-		if err := writeDiffusersConfigs(dir, a, dt); err != nil {
+		writeConfigs := writeDiffusersConfigs
+		if xl {
+			writeConfigs = writeSDXLDiffusersConfigs
+		}
+		if err := writeConfigs(dir, a, dt); err != nil {
 			return "", err
 		}
 		byComponent := map[checkpoint.Component][]checkpoint.StoredTensor{}
@@ -85,10 +96,14 @@ func Generate(dir string, o Options) (string, error) {
 		if dt == safetensors.F16 {
 			variant = ".fp16" // as the released fp16 weights are named
 		}
-		for _, c := range []checkpoint.Component{checkpoint.UNet, checkpoint.VAE, checkpoint.TextEncoder} {
+		components := []checkpoint.Component{checkpoint.UNet, checkpoint.VAE, checkpoint.TextEncoder}
+		if xl {
+			components = append(components, checkpoint.TextEncoder2)
+		}
+		for _, c := range components {
 			ts := byComponent[c]
 			base := "diffusion_pytorch_model"
-			if c == checkpoint.TextEncoder {
+			if c == checkpoint.TextEncoder || c == checkpoint.TextEncoder2 {
 				base = "model"
 			}
 			if err := g.writeFile(filepath.Join(dir, string(c), base+variant+".safetensors"), ts, nil); err != nil {
@@ -115,6 +130,21 @@ type extra struct {
 // ldmExtras are the buffers the released SD 1.5 single files carry besides
 // weights: the noise schedule, EMA bookkeeping and CLIP's position_ids.
 func ldmExtras() []extra {
+	out := scheduleExtras()
+	decay, _ := safetensors.Float32Bytes(safetensors.F32, []float32{0.9999})
+	out = append(out, extra{safetensors.Spec{Name: "model_ema.decay", DType: safetensors.F32, Shape: []int64{}}, decay})
+	out = append(out, extra{safetensors.Spec{Name: "model_ema.num_updates", DType: safetensors.I32, Shape: []int64{}}, []byte{0, 0, 0, 0}})
+	ids := make([]byte, 8*77)
+	for i := range 77 {
+		binary.LittleEndian.PutUint64(ids[8*i:], uint64(i))
+	}
+	out = append(out, extra{safetensors.Spec{Name: "cond_stage_model.transformer.text_model.embeddings.position_ids", DType: safetensors.I64, Shape: []int64{1, 77}}, ids})
+	return out
+}
+
+// scheduleExtras are the training noise schedule's buffers, under their
+// stored names, in name order.
+func scheduleExtras() []extra {
 	var out []extra
 	sched := schedule()
 	names := make([]string, 0, len(sched))
@@ -126,14 +156,6 @@ func ldmExtras() []extra {
 		b, _ := safetensors.Float32Bytes(safetensors.F32, sched[k])
 		out = append(out, extra{safetensors.Spec{Name: k, DType: safetensors.F32, Shape: []int64{int64(len(sched[k]))}}, b})
 	}
-	decay, _ := safetensors.Float32Bytes(safetensors.F32, []float32{0.9999})
-	out = append(out, extra{safetensors.Spec{Name: "model_ema.decay", DType: safetensors.F32, Shape: []int64{}}, decay})
-	out = append(out, extra{safetensors.Spec{Name: "model_ema.num_updates", DType: safetensors.I32, Shape: []int64{}}, []byte{0, 0, 0, 0}})
-	ids := make([]byte, 8*77)
-	for i := range 77 {
-		binary.LittleEndian.PutUint64(ids[8*i:], uint64(i))
-	}
-	out = append(out, extra{safetensors.Spec{Name: "cond_stage_model.transformer.text_model.embeddings.position_ids", DType: safetensors.I64, Shape: []int64{1, 77}}, ids})
 	return out
 }
 
@@ -160,7 +182,7 @@ func (g generator) writeFile(path string, tensors []checkpoint.StoredTensor, ext
 	}
 	var bytes int64
 	for _, t := range tensors {
-		data, err := safetensors.Float32Bytes(g.dtype, Values(g.seed, string(t.Component), t.Canonical, t.Shape))
+		data, err := safetensors.Float32Bytes(g.dtype, storedValues(g.seed, t))
 		if err != nil {
 			return err
 		}

@@ -89,8 +89,11 @@ func SyntheticVocabSize() int {
 }
 
 // WriteTokenizer writes the synthetic tokenizer as a transformers
-// CLIPTokenizer folder.
-func WriteTokenizer(dir string) error {
+// CLIPTokenizer folder that pads with the end token.
+func WriteTokenizer(dir string) error { return writeTokenizer(dir, tokenizer.EndToken) }
+
+// writeTokenizer writes the synthetic tokenizer padding with pad.
+func writeTokenizer(dir, pad string) error {
 	vocab, merges := syntheticTokenizer()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -104,12 +107,12 @@ func WriteTokenizer(dir string) error {
 		"merges.txt": []byte("#version: 0.2\n" + strings.Join(merges, "\n") + "\n"),
 		"special_tokens_map.json": mustJSON(map[string]string{
 			"bos_token": tokenizer.StartToken, "eos_token": tokenizer.EndToken,
-			"pad_token": tokenizer.EndToken, "unk_token": tokenizer.EndToken,
+			"pad_token": pad, "unk_token": tokenizer.EndToken,
 		}),
 		"tokenizer_config.json": mustJSON(map[string]any{
 			"tokenizer_class": "CLIPTokenizer", "model_max_length": tokenizer.ContextLength,
 			"do_lower_case": true, "bos_token": tokenizer.StartToken, "eos_token": tokenizer.EndToken,
-			"pad_token": tokenizer.EndToken, "unk_token": tokenizer.EndToken,
+			"pad_token": pad, "unk_token": tokenizer.EndToken,
 		}),
 	}
 	for name, data := range files {

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+
+	"github.com/sdfleet/sdfleet/inference/checkpoint"
 )
 
 // Values returns the deterministic weights of one tensor. They depend only
@@ -47,6 +49,35 @@ func Values(seed uint64, component, canonical string, shape []int64) []float32 {
 		out[i] = center + spread*(2*r.Float32()-1)
 	}
 	return out
+}
+
+// storedValues are the values of a tensor as its layout stores it: the
+// canonical tensor's Values, except where a single file stores several
+// canonical tensors in one (OpenCLIP's fused attention in_proj, the q, k and
+// v projections stacked) or transposed (OpenCLIP's text_projection, [in,
+// out]), so that both layouts hold the same canonical tensors.
+func storedValues(seed uint64, t checkpoint.StoredTensor) []float32 {
+	c := string(t.Component)
+	switch {
+	case strings.HasSuffix(t.Name, ".attn.in_proj_weight"), strings.HasSuffix(t.Name, ".attn.in_proj_bias"):
+		part := append([]int64{t.Shape[0] / 3}, t.Shape[1:]...)
+		var out []float32
+		for _, p := range []string{"q_proj", "k_proj", "v_proj"} {
+			out = append(out, Values(seed, c, strings.Replace(t.Canonical, "q_proj", p, 1), part)...)
+		}
+		return out
+	case strings.HasSuffix(t.Name, ".text_projection") && len(t.Shape) == 2:
+		in, out := int(t.Shape[0]), int(t.Shape[1])
+		v := Values(seed, c, t.Canonical, []int64{t.Shape[1], t.Shape[0]})
+		tr := make([]float32, len(v))
+		for o := range out {
+			for i := range in {
+				tr[i*out+o] = v[o*in+i]
+			}
+		}
+		return tr
+	}
+	return Values(seed, c, t.Canonical, t.Shape)
 }
 
 // schedule computes SD 1.x's training noise schedule (scaled-linear betas

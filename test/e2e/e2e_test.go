@@ -37,6 +37,7 @@ var _ = Describe("sdfleet end to end", Ordered, ContinueOnFailure, func() {
 	badInput()
 	gatewayClients()
 	vulkanOnSimulatedGPU()
+	sdxl()
 	jobPolicy()
 	kubectlPlugin()
 	// The CPU fallback runs last: it removes the device plugin.

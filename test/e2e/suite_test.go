@@ -45,6 +45,8 @@ var (
 	// they write.
 	work     = "/tmp/sdfleet-e2e"
 	modelDir = filepath.Join(work, "models", "tiny")
+	// sdxlModelDir holds the tiny SDXL test model, a diffusers folder.
+	sdxlModelDir = filepath.Join(work, "models", "tiny-sdxl")
 	outDir   = filepath.Join(work, "out")
 	kubectl  = filepath.Join(root, "bin", "k8s", envtest.KubernetesVersion, "kubectl")
 	helm     = filepath.Join(root, "bin", "helm", "v3.22.0", "helm")
@@ -123,6 +125,7 @@ var _ = BeforeSuite(func() {
 	// Image pods run as the non-root user 65532 and write here.
 	Expect(os.Chown(outDir, 65532, 65532)).To(Succeed())
 	run("bin/sdgen", "testmodel", "--size", "tiny", "--layout", "diffusers", "--out", modelDir)
+	run("bin/sdgen", "testmodel", "--family", "sdxl", "--size", "tiny", "--layout", "diffusers", "--out", sdxlModelDir)
 
 	By("installing the previous release, chart " + previousChartVersion + ", with four simulated GPUs")
 	values := []string{filepath.Join(root, "hack", "cluster", "sdfleet-values.yaml"), filepath.Join(work, "gpus.yaml"), filepath.Join(work, "registry.yaml")}

@@ -84,6 +84,8 @@ type Device struct {
 	dummy *Buffer
 	// weights are the loaded weights not yet unloaded, freed by Close.
 	weights map[*Buffer]bool
+	// usage counts the device-local memory allocated.
+	usage memoryUsage
 }
 
 // Name is the device's name as the driver reports it.

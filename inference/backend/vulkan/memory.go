@@ -19,6 +19,9 @@ type Buffer struct {
 	class  uint64 // allocation size class in the pool
 	host   []byte // mapped memory of a staging buffer
 	pooled bool
+	// counted is the device-local memory this buffer adds to the
+	// device's usage (0 for staging buffers).
+	counted int64
 }
 
 // Size is the buffer's usable size in bytes.
@@ -87,6 +90,8 @@ func (d *Device) allocate(what string, size uint64, staging bool) (*Buffer, erro
 		}
 	} else {
 		b.addr = d.dev.BufferDeviceAddress(b.buf)
+		b.counted = int64(req.Size)
+		d.usage.add(b.counted)
 	}
 	d.allocations++
 	return b, nil
@@ -106,6 +111,8 @@ func (d *Device) free(b *Buffer) {
 	}
 	d.dev.DestroyBuffer(b.buf)
 	d.dev.FreeMemory(b.mem)
+	d.usage.add(-b.counted)
+	b.counted = 0
 }
 
 // bufferPool recycles buffers by size class so that a UNet evaluation's

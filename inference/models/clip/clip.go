@@ -16,6 +16,10 @@ type Options struct {
 	// SkipLastLayers leaves out this many final transformer layers; the
 	// final layer norm is still applied.
 	SkipLastLayers int
+	// Projection loads text_projection [ProjectionDim, width], which
+	// EncodePenultimate applies to the pooled embedding (SDXL's second
+	// encoder).
+	Projection bool
 }
 
 // Model is a loaded text encoder.
@@ -28,6 +32,7 @@ type Model struct {
 	pos    backend.Tensor // [positions, width]
 	layers []layer
 	final  models.Norm
+	proj   backend.Linear // text_projection, nil unless Options.Projection
 	bytes  int64
 	// weights unloads what the constructor loaded.
 	weights *models.Loader
@@ -77,6 +82,12 @@ func New(b backend.Backend, src models.Source, cfg checkpoint.TextEncoderConfig,
 		})
 	}
 	m.final = l.Norm("final_layer_norm", D)
+	if opts.Projection {
+		if cfg.ProjectionDim <= 0 {
+			return nil, fmt.Errorf("text encoder option Projection: the config has no projection width")
+		}
+		m.proj = root.Linear("text_projection", cfg.ProjectionDim, D, false)
+	}
 	if err := root.Err(); err != nil {
 		root.Unload()
 		return nil, err
@@ -148,6 +159,23 @@ func (m *Model) Encode(ids [][]int) (backend.Tensor, error) {
 }
 
 func (m *Model) encode(x, h, q, k, v, a, mlp backend.Tensor, flat, positions []int) error {
+	if err := m.embed(x, h, flat, positions); err != nil {
+		return err
+	}
+	for i := range m.layers {
+		if err := m.layer(i, x, h, q, k, v, a, mlp); err != nil {
+			return err
+		}
+	}
+	if err := m.b.LayerNorm(h, x, m.final.Scale, m.final.Shift, layerNormEps); err != nil {
+		return fmt.Errorf("text encoder final layer norm: %w", err)
+	}
+	return nil
+}
+
+// embed writes the token and position embeddings of flat into x, using h
+// as scratch.
+func (m *Model) embed(x, h backend.Tensor, flat, positions []int) error {
 	if err := m.b.Embedding(x, m.tokens, flat); err != nil {
 		return fmt.Errorf("text encoder token embedding: %w", err)
 	}
@@ -158,29 +186,31 @@ func (m *Model) encode(x, h, q, k, v, a, mlp backend.Tensor, flat, positions []i
 	if err := m.b.Axpby(x, 1, x, 1, h); err != nil {
 		return fmt.Errorf("text encoder position embedding: %w", err)
 	}
+	return nil
+}
+
+// layer runs transformer layer i on the residual stream x, which holds its
+// output afterwards; h, q, k, v, a and mlp are scratch.
+func (m *Model) layer(i int, x, h, q, k, v, a, mlp backend.Tensor) error {
+	ly := m.layers[i]
 	heads := backend.AttentionParams{Heads: m.cfg.Heads, Causal: true}
-	for i, ly := range m.layers {
-		steps := []func() error{
-			func() error { return m.b.LayerNorm(h, x, ly.ln1.Scale, ly.ln1.Shift, layerNormEps) },
-			func() error { return m.b.MatMul(q, h, ly.q, backend.Epilogue{}) },
-			func() error { return m.b.MatMul(k, h, ly.k, backend.Epilogue{}) },
-			func() error { return m.b.MatMul(v, h, ly.v, backend.Epilogue{}) },
-			func() error { return m.b.Attention(a, q, k, v, heads) },
-			// The residual stream alternates between x and h so the
-			// epilogue's residual never aliases its destination.
-			func() error { return m.b.MatMul(h, a, ly.o, backend.Epilogue{Residual: x}) },
-			func() error { return m.b.LayerNorm(x, h, ly.ln2.Scale, ly.ln2.Shift, layerNormEps) },
-			func() error { return m.b.MatMul(mlp, x, ly.fc1, backend.Epilogue{Act: m.act}) },
-			func() error { return m.b.MatMul(x, mlp, ly.fc2, backend.Epilogue{Residual: h}) },
-		}
-		for _, s := range steps {
-			if err := s(); err != nil {
-				return fmt.Errorf("text encoder layer %d: %w", i, err)
-			}
-		}
+	steps := []func() error{
+		func() error { return m.b.LayerNorm(h, x, ly.ln1.Scale, ly.ln1.Shift, layerNormEps) },
+		func() error { return m.b.MatMul(q, h, ly.q, backend.Epilogue{}) },
+		func() error { return m.b.MatMul(k, h, ly.k, backend.Epilogue{}) },
+		func() error { return m.b.MatMul(v, h, ly.v, backend.Epilogue{}) },
+		func() error { return m.b.Attention(a, q, k, v, heads) },
+		// The residual stream alternates between x and h so the
+		// epilogue's residual never aliases its destination.
+		func() error { return m.b.MatMul(h, a, ly.o, backend.Epilogue{Residual: x}) },
+		func() error { return m.b.LayerNorm(x, h, ly.ln2.Scale, ly.ln2.Shift, layerNormEps) },
+		func() error { return m.b.MatMul(mlp, x, ly.fc1, backend.Epilogue{Act: m.act}) },
+		func() error { return m.b.MatMul(x, mlp, ly.fc2, backend.Epilogue{Residual: h}) },
 	}
-	if err := m.b.LayerNorm(h, x, m.final.Scale, m.final.Shift, layerNormEps); err != nil {
-		return fmt.Errorf("text encoder final layer norm: %w", err)
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return fmt.Errorf("text encoder layer %d: %w", i, err)
+		}
 	}
 	return nil
 }

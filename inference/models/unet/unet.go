@@ -18,9 +18,11 @@ const (
 
 // Model is a loaded UNet.
 type Model struct {
-	cfg              checkpoint.UNetConfig
-	b                backend.Backend
-	timeIn, timeOut  backend.Linear
+	cfg             checkpoint.UNetConfig
+	b               backend.Backend
+	timeIn, timeOut backend.Linear
+	// addIn and addOut are SDXL's text_time embedding, nil without one.
+	addIn, addOut    backend.Linear
 	convIn, convOut  backend.Conv2D
 	normOut          models.Norm
 	down             []block
@@ -71,8 +73,8 @@ func checkConfig(cfg checkpoint.UNetConfig) error {
 		return fmt.Errorf("unet config: Attention, TransformerDepth and Heads need one entry per block (%d)", n)
 	case cfg.LayersPerBlock <= 0 || cfg.NormGroups <= 0 || cfg.TimeEmbedDim <= 0 || cfg.InChannels <= 0 || cfg.OutChannels <= 0 || cfg.CrossAttentionDim <= 0:
 		return fmt.Errorf("unet config %+v: expected positive sizes", cfg)
-	case cfg.AdditionEmbedDim > 0:
-		return fmt.Errorf("unet config AdditionEmbedDim %d: SDXL's added conditioning is not supported", cfg.AdditionEmbedDim)
+	case cfg.AdditionEmbedDim < 0:
+		return fmt.Errorf("unet config AdditionEmbedDim %d: expected 0 or a positive width", cfg.AdditionEmbedDim)
 	case cfg.BlockOutChannels[0]%2 != 0:
 		return fmt.Errorf("unet config BlockOutChannels[0] %d: the timestep embedding needs an even width", cfg.BlockOutChannels[0])
 	}
@@ -98,6 +100,10 @@ func New(b backend.Backend, src models.Source, cfg checkpoint.UNetConfig) (*Mode
 	ch0, last := chs[0], chs[len(chs)-1]
 	m.timeIn = l.Linear("time_embedding.linear_1", temb, ch0, true)
 	m.timeOut = l.Linear("time_embedding.linear_2", temb, temb, true)
+	if cfg.AdditionEmbedDim > 0 {
+		m.addIn = l.Linear("add_embedding.linear_1", temb, cfg.AdditionEmbedDim, true)
+		m.addOut = l.Linear("add_embedding.linear_2", temb, temb, true)
+	}
 	m.convIn = l.Conv("conv_in", ch0, cfg.InChannels, 3, 1)
 
 	skips := []int{ch0}
@@ -240,6 +246,13 @@ func TimestepEmbedding(t float64, dim int) []float32 {
 // returns, so a backend that pools memory runs each step in the same
 // buffers.
 func (m *Model) Forward(x backend.Tensor, t float64, ctx backend.Tensor) (backend.Tensor, error) {
+	return m.ForwardAdded(x, t, ctx, nil)
+}
+
+// ForwardAdded is Forward for a UNet with an added embedding (SDXL's
+// text_time): added [N, AdditionEmbedDim], made by AddedConditioning,
+// goes through add_embedding and is added to the timestep embedding.
+func (m *Model) ForwardAdded(x backend.Tensor, t float64, ctx, added backend.Tensor) (backend.Tensor, error) {
 	xs, cs := x.Dims(), ctx.Dims()
 	if len(xs) != 4 || xs[3] != m.cfg.InChannels {
 		return nil, fmt.Errorf("unet input: shape %v, expected [N, H, W, %d]", xs, m.cfg.InChannels)
@@ -248,7 +261,15 @@ func (m *Model) Forward(x backend.Tensor, t float64, ctx backend.Tensor) (backen
 	if len(cs) != 3 || cs[0] != n || cs[2] != m.cfg.CrossAttentionDim {
 		return nil, fmt.Errorf("unet context: shape %v, expected [%d, tokens, %d]", cs, n, m.cfg.CrossAttentionDim)
 	}
-	r := &run{b: m.b, groups: m.cfg.NormGroups, ctx: ctx, work: backend.NewScope(m.b)}
+	switch {
+	case m.cfg.AdditionEmbedDim == 0 && added != nil:
+		return nil, fmt.Errorf("unet added embedding: this UNet has none")
+	case m.cfg.AdditionEmbedDim > 0 && added == nil:
+		return nil, fmt.Errorf("unet added embedding: this UNet needs one of %d values per image (SDXL's pooled text embedding and size conditioning)", m.cfg.AdditionEmbedDim)
+	case added != nil && (len(added.Dims()) != 2 || added.Dims()[0] != n || added.Dims()[1] != m.cfg.AdditionEmbedDim):
+		return nil, fmt.Errorf("unet added embedding: shape %v, expected [%d, %d]", added.Dims(), n, m.cfg.AdditionEmbedDim)
+	}
+	r := &run{b: m.b, groups: m.cfg.NormGroups, ctx: ctx, added: added, work: backend.NewScope(m.b)}
 	defer r.work.Release()
 	return r.forward(m, x, t)
 }
@@ -357,6 +378,8 @@ type run struct {
 	b      backend.Backend
 	groups int
 	ctx    backend.Tensor
+	// added is the input of the added embedding, nil without one.
+	added backend.Tensor
 	// temb is SiLU(time embedding) [N, TimeEmbedDim], what every ResNet
 	// block's time_emb_proj reads.
 	temb backend.Tensor
@@ -397,10 +420,21 @@ func (r *run) timeEmbedding(m *Model, t float64, n int) error {
 		return err
 	}
 	r.temb = temb
-	if err := r.b.MatMul(r.temb, hidden, m.timeOut, backend.Epilogue{}); err != nil {
+	// SDXL adds its text_time embedding to the timestep embedding before
+	// the shared SiLU.
+	var aug backend.Tensor
+	if r.added != nil {
+		if aug, err = r.addedEmbedding(m, n); err != nil {
+			return fmt.Errorf("add_embedding: %w", err)
+		}
+	}
+	if err := r.b.MatMul(r.temb, hidden, m.timeOut, backend.Epilogue{Residual: aug}); err != nil {
 		return err
 	}
 	r.release(emb, hidden)
+	if aug != nil {
+		r.release(aug)
+	}
 	return r.b.Activate(r.temb, r.temb, backend.SiLU)
 }
 

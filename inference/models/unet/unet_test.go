@@ -149,9 +149,10 @@ func TestRejectsBadConfigAndInput(t *testing.T) {
 	b, _ := cpu.New(cpu.Options{Workers: 1})
 	defer b.Close()
 	for name, change := range map[string]func(*checkpoint.UNetConfig){
-		"AdditionEmbedDim": func(c *checkpoint.UNetConfig) { c.AdditionEmbedDim = 2816 },
-		"Heads":            func(c *checkpoint.UNetConfig) { c.Heads = []int{8, 8, 8} },
-		"BlockOutChannels": func(c *checkpoint.UNetConfig) { c.BlockOutChannels = []int{32, 32, 64, 48} },
+		"AdditionEmbedDim":              func(c *checkpoint.UNetConfig) { c.AdditionEmbedDim = -1 },
+		"add_embedding.linear_1.weight": func(c *checkpoint.UNetConfig) { c.AdditionEmbedDim = 2816 },
+		"Heads":                         func(c *checkpoint.UNetConfig) { c.Heads = []int{8, 8, 8} },
+		"BlockOutChannels":              func(c *checkpoint.UNetConfig) { c.BlockOutChannels = []int{32, 32, 64, 48} },
 	} {
 		cfg := ck.UNet
 		cfg.Heads = append([]int(nil), cfg.Heads...)
@@ -159,6 +160,10 @@ func TestRejectsBadConfigAndInput(t *testing.T) {
 		if _, err := New(b, models.FromCheckpoint(ck, checkpoint.UNet), cfg); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("bad %s: %v", name, err)
 		}
+	}
+	// An SD 1.x UNet has no added embedding to feed.
+	if _, err := m.ForwardAdded(random(r, 1, 4, 4, 4), 1, random(r, 1, 77, ck.UNet.CrossAttentionDim), random(r, 1, 2816)); err == nil || !strings.Contains(err.Error(), "has none") {
+		t.Errorf("an added embedding for a UNet without one: %v", err)
 	}
 	if _, err := New(b, models.MapSource{}, ck.UNet); err == nil || !strings.Contains(err.Error(), "time_embedding.linear_1.weight") {
 		t.Errorf("missing weights: %v", err)
