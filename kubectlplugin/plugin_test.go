@@ -232,9 +232,9 @@ var _ = Describe("kubectl sdfleet", Ordered, func() {
 			Expect(os.ReadDir(dir)).To(BeEmpty())
 		})
 
-		It("says how to name the gateway when there is none", func() {
+		It("without a gateway, says why no reader pod can start when the job's pods are gone", func() {
 			out, err := kubectl("images", "fox", "--out", GinkgoT().TempDir())
-			Expect(err).To(MatchError(ContainSubstring("--gateway: want the sdfleet gateway's address")), out)
+			Expect(err).To(MatchError(ContainSubstring("cannot tell which image its pods ran")), out)
 		})
 	})
 

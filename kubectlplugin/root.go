@@ -1,14 +1,19 @@
 package kubectlplugin
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -23,6 +28,8 @@ type Options struct {
 	// Terminal says whether Out is a terminal: progress bars and in-place redraws then,
 	// plain lines otherwise. NewCommand sets it from Out.
 	Terminal bool
+	// ReaderStartTimeout is how long a reader pod may take to start (--reader-timeout).
+	ReaderStartTimeout time.Duration
 }
 
 // NewCommand is `kubectl sdfleet` with its subcommands.
@@ -37,14 +44,20 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		Version:       version.Version,
 	}
 	o.Config.AddFlags(root.PersistentFlags())
+	root.PersistentFlags().DurationVar(&o.ReaderStartTimeout, "reader-timeout", 2*time.Minute,
+		"Without a gateway: how long the short-lived pod that reads the PNGs may take to start.")
 	root.AddCommand(newTopCommand(o), newGenerateCommand(o), newImagesCommand(o), newExplainCommand(o))
 	return root
 }
 
-// Main runs the plugin with the process's arguments and streams and returns its exit code.
+// Main runs the plugin with the process's arguments and streams and returns its exit code. An
+// interrupt cancels the command's context, so that what it created (a reader pod) is deleted
+// before it exits.
 func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	cmd := NewCommand(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
-	if err := cmd.Execute(); err != nil {
+	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		return 1
 	}
@@ -85,4 +98,13 @@ func (o *Options) client() (client.WithWatch, error) {
 func (o *Options) namespace() (string, error) {
 	ns, _, err := o.Config.ToRawKubeConfigLoader().Namespace()
 	return ns, err
+}
+
+// kube is a clientset of the cluster kubectl's flags name.
+func (o *Options) kube() (kubernetes.Interface, error) {
+	cfg, err := o.Config.ToRESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
 }
