@@ -287,11 +287,14 @@ func started(p *corev1.Pod) (bool, error) {
 func (c *Copier) notStarted(ctx context.Context, p *corev1.Pod, cause error) error {
 	why := string(p.Status.Phase)
 	if why == "" {
-		why = "not scheduled yet"
+		why = string(corev1.PodPending)
+	}
+	if p.Spec.NodeName == "" {
+		why += ", not scheduled yet"
 	}
 	for _, cond := range p.Status.Conditions {
 		if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Message != "" {
-			why = cond.Reason + ": " + cond.Message
+			why += ": " + cond.Reason + ": " + cond.Message
 		}
 	}
 	if errors.Is(cause, context.DeadlineExceeded) && ctx.Err() != nil {

@@ -79,7 +79,9 @@ func kubectlPlugin() bool {
 			}
 			job := gatewayJob(ns, "native")
 			out = run(plugin, "-n", ns, "explain-placement", job.Name)
-			Expect(strings.Count(out, "Candidates now:")).To(Equal(4), out)
+			// Each image pod carries the decision: the winner and the three other GPUs compared.
+			Expect(strings.Count(out, "Compared at placement:")).To(Equal(4), out)
+			Expect(strings.Count(out, "  Chosen (LeastLoaded, by ")).To(Equal(4), out)
 			for _, img := range job.Status.Images {
 				Expect(out).To(ContainSubstring(fmt.Sprintf("Image %d: Succeeded on %s GPU %d (%s)", img.Index, img.Node, *img.GPUIndex, img.GPUUUID)))
 			}
