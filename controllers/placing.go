@@ -23,6 +23,7 @@ import (
 	"github.com/sdfleet/sdfleet/controllers/ledger"
 	"github.com/sdfleet/sdfleet/controllers/placement"
 	"github.com/sdfleet/sdfleet/controllers/placementrecord"
+	"github.com/sdfleet/sdfleet/controllers/reservations"
 	"github.com/sdfleet/sdfleet/controllers/throughput"
 )
 
@@ -396,22 +397,9 @@ func (r *ImageGenerationJobReconciler) snapshot(gpus []placement.GPU, nodes map[
 // GiB is 2^30 bytes.
 const GiB = int64(1) << 30
 
-// memoryPerImage is spec.gpuMemoryPerImage, else an estimate from the image size: about 3 GiB
-// of fp16 weights and working memory for a 512x512 image of an SD 1.x/2.x model, plus the
-// activations, which grow with the pixel count. SDXL-sized images (1024x1024) come to 7 GiB.
-func memoryPerImage(job *sdfleetv1alpha1.ImageGenerationJob) int64 {
-	if q := job.Spec.GPUMemoryPerImage; q != nil && q.Value() > 0 {
-		return q.Value()
-	}
-	w, h := int64(job.Spec.Width), int64(job.Spec.Height)
-	if w <= 0 {
-		w = 512
-	}
-	if h <= 0 {
-		h = 512
-	}
-	return 2*GiB + GiB*w*h/(512*512)
-}
+// memoryPerImage is the GPU memory one image of job reserves (reservations.PerImage), the
+// figure the dashboard and kubectl sdfleet top show as sdfleet's share of each GPU.
+func memoryPerImage(job *sdfleetv1alpha1.ImageGenerationJob) int64 { return reservations.PerImage(job) }
 
 // nextSyncDelay is how soon a job whose reconcile stopped at MaxPodsPerSync goes on.
 const nextSyncDelay = 100 * time.Millisecond

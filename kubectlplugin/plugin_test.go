@@ -166,9 +166,17 @@ var _ = Describe("kubectl sdfleet", Ordered, func() {
 			expectGolden("top", out)
 			lines := strings.Split(strings.TrimSpace(out), "\n")
 			Expect(lines).To(HaveLen(5))
-			Expect(strings.Fields(lines[0])).To(Equal([]string{"NODE", "GPU", "PRODUCT", "MEMORY", "UTIL", "TEMP", "HEALTH", "SEC/MP-STEP", "RUNNING", "WAITING"}))
+			Expect(strings.Fields(lines[0])).To(Equal([]string{"NODE", "GPU", "PRODUCT", "MEMORY", "RESERVED", "UTIL", "TEMP", "HEALTH", "SEC/MP-STEP", "RUNNING", "WAITING"}))
 			Expect(lines[2]).To(ContainSubstring("Unhealthy (XID 79)"))
-			Expect(strings.Fields(lines[3])[10]).To(Equal("0.42"), "node-b GPU 0's learned speed (the product is 4 words)")
+			// The product is 4 words: the columns after it start at 6.
+			Expect(strings.Fields(lines[3])[11]).To(Equal("0.42"), "node-b GPU 0's learned speed")
+			// sdfleet reserves 3 GiB of 80 for each 512x512 image placed and not finished: node-a
+			// GPU 0 runs one, node-b GPU 0 waits for one, and node-b GPU 1's image is done.
+			reserved := []string{}
+			for _, line := range lines[1:] {
+				reserved = append(reserved, strings.Fields(line)[7])
+			}
+			Expect(reserved).To(Equal([]string{"3%", "0%", "3%", "0%"}))
 		})
 
 		It("counts every namespace with -A, and the other context's with --context", func() {
@@ -195,10 +203,10 @@ var _ = Describe("kubectl sdfleet", Ordered, func() {
 			Expect(k8s.Get(suiteCtx, client.ObjectKey{Name: "node-b"}, gn)).To(Succeed())
 			gn.Status.GPUs[1].Health, gn.Status.GPUs[1].HealthReason = sdfleetv1alpha1.GPUUnhealthy, "XID 48"
 			Expect(k8s.Status().Update(suiteCtx, gn)).To(Succeed())
-			Eventually(out).Should(gbytes.Say(`node-b\s+1\s+NVIDIA H100 80GB HBM3\s+75%\s+50%\s+46C\s+Unhealthy \(XID 48\)`))
+			Eventually(out).Should(gbytes.Say(`node-b\s+1\s+NVIDIA H100 80GB HBM3\s+75%\s+0%\s+50%\s+46C\s+Unhealthy \(XID 48\)`))
 			gn.Status.GPUs[1].Health, gn.Status.GPUs[1].HealthReason = sdfleetv1alpha1.GPUHealthy, ""
 			Expect(k8s.Status().Update(suiteCtx, gn)).To(Succeed())
-			Eventually(out).Should(gbytes.Say(`node-b\s+1\s+NVIDIA H100 80GB HBM3\s+75%\s+50%\s+46C\s+Healthy`))
+			Eventually(out).Should(gbytes.Say(`node-b\s+1\s+NVIDIA H100 80GB HBM3\s+75%\s+0%\s+50%\s+46C\s+Healthy`))
 			Consistently(done, "100ms").ShouldNot(Receive())
 		})
 	})

@@ -1,0 +1,75 @@
+package reservations
+
+import (
+	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+)
+
+// GiB is 2^30 bytes.
+const GiB = int64(1) << 30
+
+// PerImage is the GPU memory one image of job reserves on its GPU: spec.gpuMemoryPerImage,
+// else an estimate from the image size: about 3 GiB of fp16 weights and working memory for a
+// 512x512 image of an SD 1.x/2.x model, plus the activations, which grow with the pixel count.
+// SDXL-sized images (1024x1024) come to 6 GiB.
+func PerImage(job *sdfleetv1alpha1.ImageGenerationJob) int64 {
+	if q := job.Spec.GPUMemoryPerImage; q != nil && q.Value() > 0 {
+		return q.Value()
+	}
+	w, h := int64(job.Spec.Width), int64(job.Spec.Height)
+	if w <= 0 {
+		w = 512
+	}
+	if h <= 0 {
+		h = 512
+	}
+	return 2*GiB + GiB*w*h/(512*512)
+}
+
+// Share is what sdfleet reserves on one GPU.
+type Share struct {
+	Bytes  int64 `json:"bytes"`
+	Images int   `json:"images"`
+}
+
+// OfJob is job's reservations by GPU UUID: its images placed on a GPU whose pod is starting
+// (Pending) or running. Nil when it has none.
+func OfJob(job *sdfleetv1alpha1.ImageGenerationJob) map[string]Share {
+	var out map[string]Share
+	per := int64(-1)
+	for _, img := range job.Status.Images {
+		if img.GPUUUID == "" || (img.Phase != sdfleetv1alpha1.ImagePending && img.Phase != sdfleetv1alpha1.ImageRunning) {
+			continue
+		}
+		if per < 0 {
+			per = PerImage(job)
+			out = map[string]Share{}
+		}
+		s := out[img.GPUUUID]
+		s.Bytes += per
+		s.Images++
+		out[img.GPUUUID] = s
+	}
+	return out
+}
+
+// ByGPU sums the reservations of jobs by GPU UUID.
+func ByGPU(jobs []sdfleetv1alpha1.ImageGenerationJob) map[string]Share {
+	out := map[string]Share{}
+	for i := range jobs {
+		for uuid, s := range OfJob(&jobs[i]) {
+			t := out[uuid]
+			t.Bytes += s.Bytes
+			t.Images += s.Images
+			out[uuid] = t
+		}
+	}
+	return out
+}
+
+// Percent is bytes as a whole percentage of total, at most 100.
+func Percent(bytes, total int64) int32 {
+	if total <= 0 || bytes <= 0 {
+		return 0
+	}
+	return int32(min(bytes*100/total, 100))
+}
