@@ -263,7 +263,7 @@ var _ = Describe("The dashboard", Ordered, func() {
 			"Image 2: Succeeded on sim-node GPU 3 (GPU-sim-node-3)",
 		}))
 		Eventually(jsOf[string](`document.querySelector('.gpu[data-uuid="GPU-sim-node-1"] .running').textContent`)).Should(Equal("none"))
-		Eventually(jsOf[string](reserved + `.nextElementSibling.textContent`)).Should(Equal("none reserved by sdfleet"),
+		Eventually(jsOf[string](reserved+`.nextElementSibling.textContent`)).Should(Equal("none reserved by sdfleet"),
 			"a finished image holds no reservation")
 		Expect(chromedp.Do(browser, chromedp.Click(chromedp.CSS(`[data-key="`+ns+`/`+job.Name+`"] details summary`)))).To(Succeed())
 		screenshot("jobs")
