@@ -41,7 +41,7 @@ func (o *Options) imageSource(g gatewayFlags) (imageSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	return podSource{copier: &readerpod.Copier{Kube: kube, Config: cfg, StartTimeout: o.ReaderStartTimeout, Log: o.ErrOut}}, nil
+	return podSource{copier: &readerpod.Copier{Kube: kube, Config: cfg, StartTimeout: g.readerTimeout, Log: o.ErrOut}}, nil
 }
 
 // Download is one image written to disk.

@@ -22,15 +22,19 @@ import (
 // GatewayEnv names the gateway's address when --gateway is not given.
 const GatewayEnv = "SDFLEET_GATEWAY"
 
-// gatewayFlags are the flags of the commands that talk to the gateway.
+// gatewayFlags are the flags of the commands that read images: the gateway's address, and
+// how long a reader pod may take to start when there is none.
 type gatewayFlags struct {
-	address string
+	address       string
+	readerTimeout time.Duration
 }
 
 func (g *gatewayFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&g.address, "gateway", "",
 		"Address of the sdfleet gateway (http://host:port); empty uses $"+GatewayEnv+". The kubeconfig's (or --token's) bearer token is sent to it. "+
 			"Without a gateway the command talks to the API server only, and reads the PNGs through a short-lived pod on the job's output volume.")
+	cmd.Flags().DurationVar(&g.readerTimeout, "reader-timeout", 2*time.Minute,
+		"Without a gateway: how long the short-lived pod that reads the PNGs may take to start.")
 }
 
 // named says whether a gateway was named, by --gateway or $SDFLEET_GATEWAY.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -28,8 +27,6 @@ type Options struct {
 	// Terminal says whether Out is a terminal: progress bars and in-place redraws then,
 	// plain lines otherwise. NewCommand sets it from Out.
 	Terminal bool
-	// ReaderStartTimeout is how long a reader pod may take to start (--reader-timeout).
-	ReaderStartTimeout time.Duration
 }
 
 // NewCommand is `kubectl sdfleet` with its subcommands.
@@ -44,8 +41,6 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		Version:       version.Version,
 	}
 	o.Config.AddFlags(root.PersistentFlags())
-	root.PersistentFlags().DurationVar(&o.ReaderStartTimeout, "reader-timeout", 2*time.Minute,
-		"Without a gateway: how long the short-lived pod that reads the PNGs may take to start.")
 	root.AddCommand(newTopCommand(o), newGenerateCommand(o), newImagesCommand(o), newExplainCommand(o))
 	return root
 }
