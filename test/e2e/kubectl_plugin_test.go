@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -105,9 +106,14 @@ func kubectlPlugin() bool {
 			out = run(plugin, "--kubeconfig", userConfig, "images", gw.Name, "--out", dir)
 			expectDownloaded(gw, dir, out, "a red fox in the snow")
 
-			var pods corev1.PodList
-			Expect(k8s.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{readerpod.LabelComponent: readerpod.ComponentReader})).To(Succeed())
-			Expect(pods.Items).To(BeEmpty(), "every reader pod is deleted")
+			// Both readers were deleted (the plugin said so); the kubelet stops them within their
+			// two-second grace period.
+			Eventually(func(g Gomega) {
+				var pods corev1.PodList
+				g.Expect(k8s.List(ctx, &pods, client.InNamespace(ns),
+					client.MatchingLabels{readerpod.LabelComponent: readerpod.ComponentReader})).To(Succeed())
+				g.Expect(pods.Items).To(BeEmpty(), "every reader pod is gone")
+			}).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
 		})
 	})
 }
