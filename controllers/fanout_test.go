@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/controllers/placementrecord"
 	"github.com/sdfleet/sdfleet/controllers/podcontract"
 	sdtesting "github.com/sdfleet/sdfleet/controllers/testing"
 )
@@ -142,6 +143,20 @@ var _ = Describe("Fan-out and placement", func() {
 		pods := eventuallyActivePods(ns, "one", 1)
 		Expect(pods[0].Annotations).To(HaveKeyWithValue(AnnotationGPUUUID, sdtesting.GPUUUID(node, 1)))
 		Expect(pods[0].Annotations).To(HaveKeyWithValue(AnnotationGPULoad, "10"))
+		// The decision's candidates, for explain-placement.
+		record, err := placementrecord.Decode(pods[0].Annotations[placementrecord.Annotation])
+		Expect(err).NotTo(HaveOccurred())
+		Expect(record.Policy).To(Equal(sdfleetv1alpha1.PlacementLeastLoaded))
+		// Idle GPUs of one product are expected to finish an image at the same time: the load
+		// decides between them.
+		Expect(record.RankedBy).To(Equal(placementrecord.RankedByFinish))
+		Expect(record.Chosen).To(And(HaveField("UUID", sdtesting.GPUUUID(node, 1)), HaveField("Node", node),
+			HaveField("Index", HaveValue(Equal(int32(1)))), HaveField("LoadPercent", int32(10)),
+			HaveField("ExpectedFinishSeconds", BeNumerically(">", 0)),
+			HaveField("Why", ContainSubstring("the earliest expected finish"))))
+		Expect(record.Others).To(ContainElement(And(HaveField("UUID", sdtesting.GPUUUID(node, 3)),
+			HaveField("LoadPercent", int32(30)), HaveField("ExpectedFinishSeconds", record.Chosen.ExpectedFinishSeconds),
+			HaveField("Why", MatchRegexp(`^expected to finish as early \(.*s\) but more loaded \(30% against 10%\)$`)))))
 	})
 
 	It("never chooses an unhealthy GPU while another works", func() {

@@ -22,6 +22,7 @@ import (
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
 	"github.com/sdfleet/sdfleet/controllers/ledger"
 	"github.com/sdfleet/sdfleet/controllers/placement"
+	"github.com/sdfleet/sdfleet/controllers/placementrecord"
 	"github.com/sdfleet/sdfleet/controllers/throughput"
 )
 
@@ -253,6 +254,10 @@ func (r *ImageGenerationJobReconciler) reserve(s *syncState, index int32, d plac
 		if plan.place.Policy == "" {
 			plan.place.Policy = s.job.Spec.Placement.Policy
 		}
+		// What explain-placement shows: the GPUs compared, as they were at this moment.
+		record := placementrecord.Of(d, bytes)
+		record.Policy = plan.place.Policy
+		plan.place.Record = placementrecord.Encode(record)
 	case placement.OutcomeCPU:
 		plan.place = podPlacement{CPU: true, Policy: d.Policy, Work: work}
 	default:

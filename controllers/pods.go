@@ -9,6 +9,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/controllers/placementrecord"
 	"github.com/sdfleet/sdfleet/controllers/podcontract"
 )
 
@@ -35,6 +36,8 @@ type podPlacement struct {
 	Bytes int64
 	// Work is the image's megapixel-steps.
 	Work float64
+	// Record is the decision's candidates and reasons, as placementrecord.Annotation's value.
+	Record string
 }
 
 // imageSeed is the seed of image index: the job's seed plus the index, wrapping within the
@@ -115,6 +118,9 @@ func buildPod(job *sdfleetv1alpha1.ImageGenerationJob, index, seq int32, jobSeed
 		annotations[AnnotationGPUIndex] = strconv.FormatInt(int64(p.GPUIndex), 10)
 		annotations[AnnotationGPULoad] = strconv.FormatInt(int64(p.LoadPercent), 10)
 		annotations[AnnotationReservedBytes] = strconv.FormatInt(p.Bytes, 10)
+		if p.Record != "" {
+			annotations[placementrecord.Annotation] = p.Record
+		}
 	}
 	if len(resources.Requests) == 0 {
 		resources.Requests = nil

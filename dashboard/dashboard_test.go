@@ -144,6 +144,7 @@ var _ = Describe("The dashboard", Ordered, func() {
 		card := js[string](`document.querySelector('.gpu[data-uuid="GPU-sim-node-3"]').innerText`)
 		Expect(card).To(ContainSubstring("NVIDIA H100 80GB HBM3 (simulated)"))
 		Expect(card).To(ContainSubstring("22.0 / 80.0 GiB (27%)"))
+		Expect(card).To(ContainSubstring("none reserved by sdfleet"))
 		Expect(card).To(ContainSubstring("40%"))
 		Expect(card).To(ContainSubstring("43 °C"))
 		Expect(card).To(ContainSubstring("Healthy"))
@@ -173,7 +174,7 @@ var _ = Describe("The dashboard", Ordered, func() {
 		unlabelled := js[[]string](`Array.from(document.querySelectorAll("input, select, textarea"))
 			.filter(e => e.labels.length === 0 || e.labels[0].textContent.trim() === "").map(e => e.id)`)
 		Expect(unlabelled).To(BeEmpty())
-		Expect(js[int](`document.querySelectorAll("#board .gpu meter[aria-label]").length`)).To(Equal(4))
+		Expect(js[int](`document.querySelectorAll("#board .gpu meter[aria-label]").length`)).To(Equal(8), "memory used and reserved, on 4 GPUs")
 		// The contrast ratio of each kind of text against the background it is drawn on.
 		ratios := js[map[string]float64](contrastScript)
 		Expect(ratios).To(HaveLen(9))
@@ -221,6 +222,13 @@ var _ = Describe("The dashboard", Ordered, func() {
 		Expect(k8s.Status().Update(suiteCtx, &job)).To(Succeed())
 		Eventually(jsOf[string](`document.querySelector('.gpu[data-uuid="GPU-sim-node-1"] .running').textContent`)).
 			Should(Equal(job.Name + " #0"))
+		// Its memory is reserved there: 2 GiB and a 64x64 image's activations, of 80 GiB.
+		reserved := `document.querySelector('.gpu[data-uuid="GPU-sim-node-1"] .reserved')`
+		Eventually(jsOf[string](reserved + `.nextElementSibling.textContent`)).
+			Should(Equal("2.0 GiB reserved by sdfleet for 1 image (2%)"))
+		Expect(js[float64](reserved + `.value`)).To(BeEquivalentTo(2))
+		Expect(js[string](`document.querySelector('.gpu[data-uuid="GPU-sim-node-0"] .reserved-text').textContent`)).
+			To(Equal("none reserved by sdfleet"))
 		Eventually(jsOf[string](card + `.querySelector(".counts").textContent`)).
 			Should(Equal("0 succeeded · 1 running · 2 waiting · 0 failed (of 3)"))
 
@@ -255,6 +263,8 @@ var _ = Describe("The dashboard", Ordered, func() {
 			"Image 2: Succeeded on sim-node GPU 3 (GPU-sim-node-3)",
 		}))
 		Eventually(jsOf[string](`document.querySelector('.gpu[data-uuid="GPU-sim-node-1"] .running').textContent`)).Should(Equal("none"))
+		Eventually(jsOf[string](reserved+`.nextElementSibling.textContent`)).Should(Equal("none reserved by sdfleet"),
+			"a finished image holds no reservation")
 		Expect(chromedp.Do(browser, chromedp.Click(chromedp.CSS(`[data-key="`+ns+`/`+job.Name+`"] details summary`)))).To(Succeed())
 		screenshot("jobs")
 

@@ -18,6 +18,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
@@ -486,8 +487,26 @@ var _ = Describe("Native API", func() {
 		Eventually(events).Should(Receive(And(HaveIndex(0, "gpu"), HaveIndexContaining(1, `"uuid":"`+node+`-1","product":"NVIDIA H100 80GB HBM3"`),
 			HaveIndexContaining(1, `"health":"Healthy"`))))
 
-		// The job finishes: a "job" event with its counts.
-		finishJob(getJob(t.ns, name), gpuUUIDs)
+		// Image 0 starts on GPU 0: a "gpu" event carries the memory sdfleet now reserves there,
+		// 2 GiB and a 64x64 image's activations of 80 GiB.
+		job := getJob(t.ns, name)
+		job.Status.Images = []sdfleetv1alpha1.ImageStatus{{Index: 0, Phase: sdfleetv1alpha1.ImageRunning, Node: node,
+			Device: "gpu", GPUUUID: node + "-0", GPUIndex: ptr.To[int32](0)}}
+		job.Status.Running, job.Status.Pending, job.Status.Phase = 1, 1, sdfleetv1alpha1.JobPhaseRunning
+		Expect(k8s.Status().Update(suiteCtx, job)).To(Succeed())
+		Eventually(events).Should(Receive(And(HaveIndex(0, "gpu"), HaveIndexContaining(1, `"uuid":"`+node+`-0"`),
+			HaveIndexContaining(1, `"reservedBytes":2164260864,"reservedImages":1,"reservedPercent":2`))))
+		// GET /v1/gpus says the same.
+		listed := decode[struct{ GPUs []gateway.GPU }](call("GET", url+"/v1/gpus", t.writer, nil))
+		Expect(listed.GPUs).To(ContainElement(MatchFields(IgnoreExtras, Fields{"UUID": Equal(node + "-0"),
+			"ReservedBytes": BeEquivalentTo(2164260864), "ReservedImages": Equal(1), "ReservedPercent": BeEquivalentTo(2)})))
+
+		// The job finishes: the reservation ends, then a "job" event with its counts.
+		job = getJob(t.ns, name)
+		job.Status.Running, job.Status.Pending = 0, 0
+		finishJob(job, gpuUUIDs)
+		Eventually(events).Should(Receive(And(HaveIndex(0, "gpu"), HaveIndexContaining(1, `"uuid":"`+node+`-0"`),
+			HaveIndexContaining(1, `"reservedBytes":0,"reservedImages":0`))))
 		Eventually(events).Should(Receive(And(HaveIndex(0, "job"), HaveIndexContaining(1, `"name":"`+name+`","phase":"Complete","images":2,"pending":0,"running":0,"succeeded":2`))))
 
 		Expect(call("GET", url+"/v1/events", t.stranger, nil).Code).To(Equal(http.StatusForbidden))

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/controllers/reservations"
 )
 
 // Labels and annotations of the jobs the gateway creates.
@@ -247,6 +248,19 @@ type GPU struct {
 	// empty before it has learned one; SpeedImages is how many images the figure rests on.
 	SecondsPerMegapixelStep string `json:"secondsPerMegapixelStep,omitempty"`
 	SpeedImages             int64  `json:"speedImages,omitempty"`
+	// ReservedBytes is the memory sdfleet reserves on the GPU for the images placed there and
+	// not finished (package reservations), ReservedImages how many they are, and
+	// ReservedPercent the bytes as a share of the total.
+	ReservedBytes   int64 `json:"reservedBytes"`
+	ReservedImages  int   `json:"reservedImages"`
+	ReservedPercent int32 `json:"reservedPercent"`
+}
+
+// withShare is g with sdfleet's reservations on it.
+func (g GPU) withShare(s reservations.Share) GPU {
+	g.ReservedBytes, g.ReservedImages = s.Bytes, s.Images
+	g.ReservedPercent = reservations.Percent(s.Bytes, g.MemoryTotalBytes)
+	return g
 }
 
 // sameState compares what a GPU event reports, leaving the heartbeat out.

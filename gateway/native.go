@@ -143,6 +143,7 @@ func (s *Server) allGPUs(r *http.Request) ([]GPU, *Error) {
 	for i := range nodes.Items {
 		gpus = append(gpus, gpusOf(&nodes.Items[i])...)
 	}
+	s.watch.addShares(gpus)
 	sort.Slice(gpus, func(i, j int) bool {
 		if gpus[i].Node != gpus[j].Node {
 			return gpus[i].Node < gpus[j].Node

@@ -11,18 +11,86 @@ import (
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/controllers/reservations"
 )
 
 // watcher turns informer events into wake-ups for requests waiting on a job and into the
-// events of the /v1/events streams.
+// events of the /v1/events streams. It also keeps sdfleet's reservations on each GPU, summed
+// from every job's status (package reservations), so that a job's image starting or finishing
+// sends the GPU's new share to the streams.
 type watcher struct {
 	mu      sync.Mutex
 	waiters map[types.NamespacedName]map[chan struct{}]struct{}
 	subs    map[*subscriber]struct{}
+	// shares are each job's reservations by GPU UUID, totals their sum, gpus the last state
+	// of each GPU the GPUNode events showed.
+	shares map[types.NamespacedName]map[string]reservations.Share
+	totals map[string]reservations.Share
+	gpus   map[string]GPU
 }
 
 func newWatcher() *watcher {
-	return &watcher{waiters: map[types.NamespacedName]map[chan struct{}]struct{}{}, subs: map[*subscriber]struct{}{}}
+	return &watcher{waiters: map[types.NamespacedName]map[chan struct{}]struct{}{}, subs: map[*subscriber]struct{}{},
+		shares: map[types.NamespacedName]map[string]reservations.Share{}, totals: map[string]reservations.Share{}, gpus: map[string]GPU{}}
+}
+
+// addShares sets sdfleet's reservations on each of gpus.
+func (w *watcher) addShares(gpus []GPU) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range gpus {
+		gpus[i] = gpus[i].withShare(w.totals[gpus[i].UUID])
+	}
+}
+
+// setShares records key's reservations (nil once the job is gone) and returns the UUIDs of the
+// GPUs whose total changed. Called with mu held.
+func (w *watcher) setShares(key types.NamespacedName, now map[string]reservations.Share) []string {
+	before := w.shares[key]
+	var changed []string
+	for uuid, s := range before {
+		if now[uuid] != s {
+			changed = append(changed, uuid)
+		}
+	}
+	for uuid, s := range now {
+		if _, ok := before[uuid]; !ok && s != (reservations.Share{}) {
+			changed = append(changed, uuid)
+		}
+	}
+	for _, uuid := range changed {
+		t := w.totals[uuid]
+		t.Bytes += now[uuid].Bytes - before[uuid].Bytes
+		t.Images += now[uuid].Images - before[uuid].Images
+		if t == (reservations.Share{}) {
+			delete(w.totals, uuid)
+		} else {
+			w.totals[uuid] = t
+		}
+	}
+	if now == nil {
+		delete(w.shares, key)
+	} else {
+		w.shares[key] = now
+	}
+	return changed
+}
+
+// sendGPUs sends the current state of the GPUs uuids to the streams allowed to see GPUs.
+// Called with mu held.
+func (w *watcher) sendGPUs(uuids []string) {
+	for _, uuid := range uuids {
+		g, ok := w.gpus[uuid]
+		if !ok {
+			continue // not published (yet): its node's event will carry the share
+		}
+		g = g.withShare(w.totals[uuid])
+		for s := range w.subs {
+			if s.gpus {
+				s.send(event{Type: "gpu", Data: g})
+			}
+		}
+	}
 }
 
 // register hooks the watcher to the cache's ImageGenerationJob and GPUNode informers.
@@ -34,6 +102,12 @@ func (w *watcher) register(ctx context.Context, c crcache.Cache) error {
 	if _, err := jobs.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { w.jobChanged(nil, asJob(obj)) },
 		UpdateFunc: func(old, obj any) { w.jobChanged(asJob(old), asJob(obj)) },
+		DeleteFunc: func(obj any) {
+			if gone, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = gone.Obj
+			}
+			w.jobDeleted(asJob(obj))
+		},
 	}); err != nil {
 		return fmt.Errorf("watch ImageGenerationJobs: %w", err)
 	}
@@ -89,6 +163,7 @@ func (w *watcher) jobChanged(old, job *sdfleetv1alpha1.ImageGenerationJob) {
 	changed := old == nil || !reflect.DeepEqual(jobEventOf(old), ev)
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.sendGPUs(w.setShares(key, reservations.OfJob(job)))
 	for ch := range w.waiters[key] {
 		select {
 		case ch <- struct{}{}:
@@ -104,6 +179,16 @@ func (w *watcher) jobChanged(old, job *sdfleetv1alpha1.ImageGenerationJob) {
 	}
 }
 
+// jobDeleted releases the reservations of a deleted job.
+func (w *watcher) jobDeleted(job *sdfleetv1alpha1.ImageGenerationJob) {
+	if job == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sendGPUs(w.setShares(types.NamespacedName{Namespace: job.Namespace, Name: job.Name}, nil))
+}
+
 func (w *watcher) gpuNodeChanged(old, node *sdfleetv1alpha1.GPUNode) {
 	if node == nil {
 		return
@@ -115,16 +200,17 @@ func (w *watcher) gpuNodeChanged(old, node *sdfleetv1alpha1.GPUNode) {
 		}
 	}
 	var changed []GPU
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for _, g := range gpusOf(node) {
+		w.gpus[g.UUID] = g
 		if prev, ok := before[g.Index]; !ok || !prev.sameState(g) {
-			changed = append(changed, g)
+			changed = append(changed, g.withShare(w.totals[g.UUID]))
 		}
 	}
 	if len(changed) == 0 {
 		return
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	for s := range w.subs {
 		if s.gpus {
 			for _, g := range changed {

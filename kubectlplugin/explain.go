@@ -12,11 +12,13 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/controllers/placementrecord"
 )
 
 type explainOptions struct{ *Options }
@@ -25,10 +27,12 @@ func newExplainCommand(o *Options) *cobra.Command {
 	e := &explainOptions{Options: o}
 	return &cobra.Command{
 		Use:   "explain-placement JOB",
-		Short: "For each image of a job: where it was placed, why, and the GPUs it could have used",
-		Long: "Reads the job's status and events. For each image it prints the GPU chosen with the memory load the\n" +
-			"controller saw when it chose it, the GPUs it failed on (retries avoid them), the controller's events\n" +
-			"about it, and every GPU of the cluster as a candidate, with the reason it is or is not usable now.",
+		Short: "For each image of a job: where it was placed, why, and the GPUs it was compared with",
+		Long: "Reads the job's status, its image pods and its events. For each image it prints the GPU chosen and why,\n" +
+			"the other GPUs the controller compared at that moment (their memory load, their expected finish when\n" +
+			"speeds were known, and why each lost), as recorded on the image pod; the GPUs it failed on (retries\n" +
+			"avoid them) and the controller's events about it. When the pod is gone or cannot be read, it lists\n" +
+			"every GPU of the cluster as it is now instead, with the reason it is or is not usable.",
 		Example: "  kubectl sdfleet explain-placement fox-x7k2p -n studio",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -60,7 +64,32 @@ func (e *explainOptions) run(ctx context.Context, name string) error {
 	if err := c.List(ctx, &nodes); err != nil {
 		return fmt.Errorf("list gpunodes: %w", err)
 	}
-	return Explain(e.Out, job, events.Items, nodes.Items)
+	records, note := placementRecords(ctx, c, job)
+	return Explain(e.Out, job, events.Items, nodes.Items, records, note)
+}
+
+// placementRecords reads the decision the controller recorded on each image's pod. A pod that
+// is gone, or predates the record, has none; when pods cannot be read at all, note says why.
+func placementRecords(ctx context.Context, c client.Client, job *sdfleetv1alpha1.ImageGenerationJob) (map[int32]placementrecord.Record, string) {
+	records := map[int32]placementrecord.Record{}
+	for _, img := range job.Status.Images {
+		if img.PodName == "" {
+			continue
+		}
+		var pod corev1.Pod
+		if err := c.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: img.PodName}, &pod); err != nil {
+			if apierrors.IsForbidden(err) {
+				return records, "you may not read the job's pods, where the controller records its decisions: showing the GPUs as they are now"
+			}
+			continue
+		}
+		if value, ok := pod.Annotations[placementrecord.Annotation]; ok {
+			if r, err := placementrecord.Decode(value); err == nil {
+				records[img.Index] = r
+			}
+		}
+	}
+	return records, ""
 }
 
 // policyRule says how each policy picks the winner among the usable GPUs.
@@ -73,9 +102,10 @@ var policyRule = map[sdfleetv1alpha1.PlacementPolicy]string{
 
 var imageInNote = regexp.MustCompile(`\bimage (\d+)\b`)
 
-// Explain writes the placement of every image of job, from its status, its events and the
-// GPUs of the cluster.
-func Explain(out io.Writer, job *sdfleetv1alpha1.ImageGenerationJob, events []corev1.Event, nodes []sdfleetv1alpha1.GPUNode) error {
+// Explain writes the placement of every image of job, from its status, the decisions recorded
+// on its pods, its events and the GPUs of the cluster.
+func Explain(out io.Writer, job *sdfleetv1alpha1.ImageGenerationJob, events []corev1.Event, nodes []sdfleetv1alpha1.GPUNode,
+	records map[int32]placementrecord.Record, note string) error {
 	sort.SliceStable(events, func(i, j int) bool { return eventTime(events[i]).Before(eventTime(events[j])) })
 	perImage := map[int32][]corev1.Event{}
 	var jobEvents []corev1.Event
@@ -96,7 +126,14 @@ func Explain(out io.Writer, job *sdfleetv1alpha1.ImageGenerationJob, events []co
 	for _, ev := range jobEvents {
 		fmt.Fprintf(out, "  %s: %s\n", ev.Reason, ev.Message)
 	}
+	if note != "" {
+		fmt.Fprintf(out, "  Note: %s\n", note)
+	}
 	rows := GPURows(nodes, nil)
+	names := map[string]string{}
+	for _, r := range rows {
+		names[r.UUID] = fmt.Sprintf("%s GPU %d (%s)", r.Node, r.Index, r.UUID)
+	}
 	for _, img := range job.Status.Images {
 		fmt.Fprintf(out, "\nImage %d: %s on %s", img.Index, img.Phase, where(img))
 		if img.GPUMemoryLoadPercent != nil {
@@ -112,6 +149,10 @@ func Explain(out io.Writer, job *sdfleetv1alpha1.ImageGenerationJob, events []co
 		for _, ev := range perImage[img.Index] {
 			fmt.Fprintf(out, "  %s: %s\n", ev.Reason, ev.Message)
 		}
+		if r, ok := records[img.Index]; ok {
+			printRecord(out, r, names)
+			continue
+		}
 		if len(rows) == 0 {
 			continue
 		}
@@ -121,6 +162,31 @@ func Explain(out io.Writer, job *sdfleetv1alpha1.ImageGenerationJob, events []co
 		}
 	}
 	return nil
+}
+
+// printRecord writes the decision recorded when the image was placed.
+func printRecord(out io.Writer, r placementrecord.Record, names map[string]string) {
+	ranked := "memory load"
+	if r.RankedBy == placementrecord.RankedByFinish {
+		ranked = "expected finish"
+	}
+	fmt.Fprintf(out, "  Chosen (%s, by %s): %s\n", r.Policy, ranked, r.Chosen.Why)
+	if len(r.Others) == 0 {
+		fmt.Fprintln(out, "  Compared at placement: no other GPU")
+		return
+	}
+	fmt.Fprintln(out, "  Compared at placement:")
+	for _, o := range r.Others {
+		name := names[o.UUID]
+		if name == "" {
+			name = o.UUID + " (no longer published)"
+		}
+		fmt.Fprintf(out, "    %s\t%s; load %d%%", name, o.Why, o.LoadPercent)
+		if o.ExpectedFinishSeconds > 0 {
+			fmt.Fprintf(out, ", expected finish %.1fs", o.ExpectedFinishSeconds)
+		}
+		fmt.Fprintln(out)
+	}
 }
 
 // candidateNote says whether a GPU is usable for img now, and why not.

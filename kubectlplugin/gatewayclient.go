@@ -3,8 +3,6 @@ package kubectlplugin
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -25,15 +22,23 @@ import (
 // GatewayEnv names the gateway's address when --gateway is not given.
 const GatewayEnv = "SDFLEET_GATEWAY"
 
-// gatewayFlags are the flags of the commands that talk to the gateway.
+// gatewayFlags are the flags of the commands that read images: the gateway's address, and
+// how long a reader pod may take to start when there is none.
 type gatewayFlags struct {
-	address string
+	address       string
+	readerTimeout time.Duration
 }
 
 func (g *gatewayFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&g.address, "gateway", "",
-		"Address of the sdfleet gateway (http://host:port); empty uses $"+GatewayEnv+". The kubeconfig's (or --token's) bearer token is sent to it.")
+		"Address of the sdfleet gateway (http://host:port); empty uses $"+GatewayEnv+". The kubeconfig's (or --token's) bearer token is sent to it. "+
+			"Without a gateway the command talks to the API server only, and reads the PNGs through a short-lived pod on the job's output volume.")
+	cmd.Flags().DurationVar(&g.readerTimeout, "reader-timeout", 2*time.Minute,
+		"Without a gateway: how long the short-lived pod that reads the PNGs may take to start.")
 }
+
+// named says whether a gateway was named, by --gateway or $SDFLEET_GATEWAY.
+func (g gatewayFlags) named() bool { return g.address != "" || os.Getenv(GatewayEnv) != "" }
 
 // statusError is an answer of the gateway other than a success.
 type statusError struct {
@@ -63,8 +68,7 @@ func (o *Options) gateway(g gatewayFlags) (*gatewayClient, error) {
 		address = os.Getenv(GatewayEnv)
 	}
 	if address == "" {
-		return nil, fmt.Errorf("--gateway: want the sdfleet gateway's address (http://host:port), or set $%s; "+
-			"for example kubectl -n sdfleet-system port-forward svc/sdfleet-gateway 8080:80 and --gateway http://localhost:8080", GatewayEnv)
+		return nil, fmt.Errorf("--gateway: want the sdfleet gateway's address (http://host:port), or set $%s", GatewayEnv)
 	}
 	u, err := url.Parse(address)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -150,33 +154,19 @@ func (c *gatewayClient) createJob(ctx context.Context, body map[string]any) (nam
 	return created.Namespace, created.Name, nil
 }
 
-// Download is one image written to disk.
-type Download struct {
-	Path  string
-	Image sdfleetv1alpha1.ImageStatus
+// read calls each with the PNG of every image, fetched from GET /v1/jobs/{ns}/{name}/images/{i}.png.
+func (c *gatewayClient) read(ctx context.Context, job *sdfleetv1alpha1.ImageGenerationJob, images []sdfleetv1alpha1.ImageStatus,
+	each func(sdfleetv1alpha1.ImageStatus, io.Reader) error) error {
+	for _, img := range images {
+		if err := c.readImage(ctx, job, img, each); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// downloadImages writes every succeeded image of job into dir as <job>-<index>.png, each
-// checked against the SHA-256 of the job's status.
-func (c *gatewayClient) downloadImages(ctx context.Context, job *sdfleetv1alpha1.ImageGenerationJob, dir string) ([]Download, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("--out %s: %w", dir, err)
-	}
-	var done []Download
-	for _, img := range job.Status.Images {
-		if img.Phase != sdfleetv1alpha1.ImageSucceeded {
-			continue
-		}
-		path := filepath.Join(dir, fmt.Sprintf("%s-%d.png", job.Name, img.Index))
-		if err := c.downloadImage(ctx, job, img, path); err != nil {
-			return done, err
-		}
-		done = append(done, Download{Path: path, Image: img})
-	}
-	return done, nil
-}
-
-func (c *gatewayClient) downloadImage(ctx context.Context, job *sdfleetv1alpha1.ImageGenerationJob, img sdfleetv1alpha1.ImageStatus, file string) error {
+func (c *gatewayClient) readImage(ctx context.Context, job *sdfleetv1alpha1.ImageGenerationJob, img sdfleetv1alpha1.ImageStatus,
+	each func(sdfleetv1alpha1.ImageStatus, io.Reader) error) error {
 	path := fmt.Sprintf("/v1/jobs/%s/%s/images/%d.png", url.PathEscape(job.Namespace), url.PathEscape(job.Name), img.Index)
 	resp, err := c.do(ctx, http.MethodGet, path, nil)
 	// The gateway reads jobs through an informer, which may be a moment behind the watch
@@ -193,23 +183,7 @@ func (c *gatewayClient) downloadImage(ctx context.Context, job *sdfleetv1alpha1.
 		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".download-*")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.Remove(tmp.Name()) }()
-	sum := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(tmp, sum), resp.Body); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("image %d of %s/%s: %w", img.Index, job.Namespace, job.Name, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if got := hex.EncodeToString(sum.Sum(nil)); img.SHA256 != "" && got != img.SHA256 {
-		return fmt.Errorf("image %d of %s/%s: SHA-256 %s, but the job's status says %s", img.Index, job.Namespace, job.Name, got, img.SHA256)
-	}
-	return os.Rename(tmp.Name(), file)
+	return each(img, resp.Body)
 }
 
 // where says on which node and GPU an image ran.

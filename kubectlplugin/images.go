@@ -19,11 +19,15 @@ type imagesOptions struct {
 func newImagesCommand(o *Options) *cobra.Command {
 	i := &imagesOptions{Options: o}
 	cmd := &cobra.Command{
-		Use:     "images JOB --out DIR",
-		Short:   "Download the PNGs of a job through the gateway",
-		Long:    "Writes each finished image of JOB as DIR/JOB-INDEX.png, checked against the SHA-256 in the job's status.",
-		Example: "  kubectl sdfleet images fox-x7k2p --out ./fox -n studio --gateway http://127.0.0.1:8080",
-		Args:    cobra.ExactArgs(1),
+		Use:   "images JOB --out DIR",
+		Short: "Download the PNGs of a job, through the gateway or a short-lived pod",
+		Long: "Writes each finished image of JOB as DIR/JOB-INDEX.png, checked against the SHA-256 in the job's status.\n" +
+			"With --gateway (or $" + GatewayEnv + ") the PNGs come from the gateway, which checks your token. Without one they are\n" +
+			"read through a short-lived pod in the job's namespace that mounts its output volume read-only, runs the\n" +
+			"job's image and is deleted afterwards: you need to create, watch, exec into and delete pods there.",
+		Example: "  kubectl sdfleet images fox-x7k2p --out ./fox -n studio\n" +
+			"  kubectl sdfleet images fox-x7k2p --out ./fox -n studio --gateway http://127.0.0.1:8080",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return i.run(cmd.Context(), args[0])
 		},
@@ -43,7 +47,7 @@ func (i *imagesOptions) run(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	gw, err := i.gateway(i.gw)
+	src, err := i.imageSource(i.gw)
 	if err != nil {
 		return err
 	}
@@ -54,7 +58,7 @@ func (i *imagesOptions) run(ctx context.Context, name string) error {
 	if job.Status.Succeeded == 0 {
 		return fmt.Errorf("job %s/%s has no finished image yet (%s)", ns, name, phaseOf(job))
 	}
-	downloads, err := gw.downloadImages(ctx, job, i.out)
+	downloads, err := downloadImages(ctx, src, job, i.out)
 	printDownloads(i.Out, downloads)
 	if err != nil {
 		return err

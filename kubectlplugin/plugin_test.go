@@ -23,6 +23,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/controllers/placement"
+	"github.com/sdfleet/sdfleet/controllers/placementrecord"
 	sdtesting "github.com/sdfleet/sdfleet/controllers/testing"
 )
 
@@ -114,6 +116,17 @@ func writePNG(job *sdfleetv1alpha1.ImageGenerationJob, index int32, size int) (o
 	return hostOutput + "/" + rel, hex.EncodeToString(s[:])
 }
 
+// imagePod creates pod name of job, as its controller would, with annotations.
+func imagePod(job *sdfleetv1alpha1.ImageGenerationJob, name string, annotations map[string]string) {
+	GinkgoHelper()
+	Expect(k8s.Create(suiteCtx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: job.Namespace, Annotations: annotations,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: sdfleetv1alpha1.GroupVersion.String(), Kind: "ImageGenerationJob",
+				Name: job.Name, UID: job.UID, Controller: ptr.To(true)}}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "sdgen", Image: "ghcr.io/sdfleet/sdgen:test"}}},
+	})).To(Succeed())
+}
+
 func fileSHA(path string) string {
 	GinkgoHelper()
 	data, err := os.ReadFile(path)
@@ -153,9 +166,17 @@ var _ = Describe("kubectl sdfleet", Ordered, func() {
 			expectGolden("top", out)
 			lines := strings.Split(strings.TrimSpace(out), "\n")
 			Expect(lines).To(HaveLen(5))
-			Expect(strings.Fields(lines[0])).To(Equal([]string{"NODE", "GPU", "PRODUCT", "MEMORY", "UTIL", "TEMP", "HEALTH", "SEC/MP-STEP", "RUNNING", "WAITING"}))
+			Expect(strings.Fields(lines[0])).To(Equal([]string{"NODE", "GPU", "PRODUCT", "MEMORY", "RESERVED", "UTIL", "TEMP", "HEALTH", "SEC/MP-STEP", "RUNNING", "WAITING"}))
 			Expect(lines[2]).To(ContainSubstring("Unhealthy (XID 79)"))
-			Expect(strings.Fields(lines[3])[10]).To(Equal("0.42"), "node-b GPU 0's learned speed (the product is 4 words)")
+			// The product is 4 words: the columns after it start at 6.
+			Expect(strings.Fields(lines[3])[11]).To(Equal("0.42"), "node-b GPU 0's learned speed")
+			// sdfleet reserves 3 GiB of 80 for each 512x512 image placed and not finished: node-a
+			// GPU 0 runs one, node-b GPU 0 waits for one, and node-b GPU 1's image is done.
+			reserved := []string{}
+			for _, line := range lines[1:] {
+				reserved = append(reserved, strings.Fields(line)[7])
+			}
+			Expect(reserved).To(Equal([]string{"3%", "0%", "3%", "0%"}))
 		})
 
 		It("counts every namespace with -A, and the other context's with --context", func() {
@@ -182,10 +203,10 @@ var _ = Describe("kubectl sdfleet", Ordered, func() {
 			Expect(k8s.Get(suiteCtx, client.ObjectKey{Name: "node-b"}, gn)).To(Succeed())
 			gn.Status.GPUs[1].Health, gn.Status.GPUs[1].HealthReason = sdfleetv1alpha1.GPUUnhealthy, "XID 48"
 			Expect(k8s.Status().Update(suiteCtx, gn)).To(Succeed())
-			Eventually(out).Should(gbytes.Say(`node-b\s+1\s+NVIDIA H100 80GB HBM3\s+75%\s+50%\s+46C\s+Unhealthy \(XID 48\)`))
+			Eventually(out).Should(gbytes.Say(`node-b\s+1\s+NVIDIA H100 80GB HBM3\s+75%\s+0%\s+50%\s+46C\s+Unhealthy \(XID 48\)`))
 			gn.Status.GPUs[1].Health, gn.Status.GPUs[1].HealthReason = sdfleetv1alpha1.GPUHealthy, ""
 			Expect(k8s.Status().Update(suiteCtx, gn)).To(Succeed())
-			Eventually(out).Should(gbytes.Say(`node-b\s+1\s+NVIDIA H100 80GB HBM3\s+75%\s+50%\s+46C\s+Healthy`))
+			Eventually(out).Should(gbytes.Say(`node-b\s+1\s+NVIDIA H100 80GB HBM3\s+75%\s+0%\s+50%\s+46C\s+Healthy`))
 			Consistently(done, "100ms").ShouldNot(Receive())
 		})
 	})
@@ -196,10 +217,30 @@ var _ = Describe("kubectl sdfleet", Ordered, func() {
 			event(fox, 1, "Placed", "Placed image 1 on node-b GPU 0 (GPU-node-b-0) at 10% memory")
 			event(fox, 2, "Placed", "Placed image 2 on node-b GPU 1 (GPU-node-b-1) at 75% memory")
 			event(fox, 3, "Created", "Created 3 image pods")
+			// Image 0's pod carries the decision as the controller recorded it; image 2's pod
+			// predates such records, and image 1's is not named.
+			record := placementrecord.Encode(placementrecord.Of(placement.Decision{
+				Policy: sdfleetv1alpha1.PlacementLeastLoaded, Load: 0.1, ExpectedFinish: 3 * time.Second,
+				GPU: placement.GPU{Node: "node-a", Index: 0, UUID: "GPU-node-a-0"},
+				Alternatives: []placement.Candidate{
+					{UUID: "GPU-node-b-0", Load: 0.1, Fits: true, ExpectedFinish: 7 * time.Second},
+					{UUID: "GPU-gone", Load: 0.4, Fits: true, ExpectedFinish: 3 * time.Second},
+					{UUID: "GPU-node-a-1", Load: 1, Unusable: "unhealthy"},
+				}}, 3<<30))
+			imagePod(fox, "fox-0", map[string]string{placementrecord.Annotation: record})
+			imagePod(fox, "fox-2", nil)
+			fox.Status.Images[0].PodName, fox.Status.Images[2].PodName = "fox-0", "fox-2"
+			Expect(k8s.Status().Update(suiteCtx, fox)).To(Succeed())
+
 			out, err := kubectl("explain-placement", "fox")
 			Expect(err).NotTo(HaveOccurred(), out)
 			expectGolden("explain", out)
-			Expect(strings.Count(out, "Candidates now:")).To(Equal(3))
+			Expect(strings.Count(out, "Candidates now:")).To(Equal(2), "the images without a record")
+			Expect(strings.Count(out, "Compared at placement:")).To(Equal(1))
+			Expect(out).To(ContainSubstring("  Chosen (LeastLoaded, by expected finish): the earliest expected finish (3.0s"))
+			Expect(out).To(ContainSubstring("    node-b GPU 0 (GPU-node-b-0)\texpected to finish later (7.0s against 3.0s); load 10%, expected finish 7.0s\n"))
+			Expect(out).To(ContainSubstring("    GPU-gone (no longer published)\texpected to finish as early (3.0s) but more loaded (40% against 10%)"))
+			Expect(out).To(ContainSubstring("    node-a GPU 1 (GPU-node-a-1)\tnot usable: unhealthy; load 100%\n"))
 			Expect(out).To(ContainSubstring("node-a GPU 1 (GPU-node-a-1)\tunhealthy (XID 79): never chosen"))
 		})
 
@@ -232,9 +273,10 @@ var _ = Describe("kubectl sdfleet", Ordered, func() {
 			Expect(os.ReadDir(dir)).To(BeEmpty())
 		})
 
-		It("says how to name the gateway when there is none", func() {
-			out, err := kubectl("images", "fox", "--out", GinkgoT().TempDir())
-			Expect(err).To(MatchError(ContainSubstring("--gateway: want the sdfleet gateway's address")), out)
+		It("without a gateway, gives up on a reader pod that does not start in time, and deletes it", func() {
+			out, err := kubectl("images", "fox", "--out", GinkgoT().TempDir(), "--reader-timeout", "1s")
+			Expect(err).To(MatchError(MatchRegexp(`the reader pod studio/sdfleet-reader-\w+ did not start within 1s \(Pending, not scheduled yet\)`)), out)
+			Expect(readerPods("studio")).To(BeEmpty())
 		})
 	})
 

@@ -1,14 +1,18 @@
 package kubectlplugin
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -41,10 +45,14 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	return root
 }
 
-// Main runs the plugin with the process's arguments and streams and returns its exit code.
+// Main runs the plugin with the process's arguments and streams and returns its exit code. An
+// interrupt cancels the command's context, so that what it created (a reader pod) is deleted
+// before it exits.
 func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	cmd := NewCommand(genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
-	if err := cmd.Execute(); err != nil {
+	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		return 1
 	}
@@ -85,4 +93,13 @@ func (o *Options) client() (client.WithWatch, error) {
 func (o *Options) namespace() (string, error) {
 	ns, _, err := o.Config.ToRawKubeConfigLoader().Namespace()
 	return ns, err
+}
+
+// kube is a clientset of the cluster kubectl's flags name.
+func (o *Options) kube() (kubernetes.Interface, error) {
+	cfg, err := o.Config.ToRESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
 }

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sdfleetv1alpha1 "github.com/sdfleet/sdfleet/api/v1alpha1"
+	"github.com/sdfleet/sdfleet/controllers/reservations"
 )
 
 type topOptions struct {
@@ -27,7 +28,9 @@ func newTopCommand(o *Options) *cobra.Command {
 		Use:   "top",
 		Short: "Every GPU of the cluster: load, health, learned speed, images running and waiting",
 		Long: "Lists every GPU the node agents publish. RUNNING and WAITING count the images of the jobs in the\n" +
-			"namespace (all namespaces with -A) whose pod runs on the GPU, or is placed on it and not running yet.",
+			"namespace (all namespaces with -A) whose pod runs on the GPU, or is placed on it and not running yet;\n" +
+			"RESERVED is the share of the GPU's memory sdfleet reserves for those images (the job's memory per\n" +
+			"image each), next to MEMORY, the share in use as the node agent measures it.",
 		Example: "  kubectl sdfleet top -A\n  kubectl sdfleet top --watch",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -41,18 +44,22 @@ func newTopCommand(o *Options) *cobra.Command {
 
 // GPURow is one line of `top`.
 type GPURow struct {
-	Node        string
-	Index       int32
-	UUID        string
-	Product     string
-	MemoryPct   int32
-	UtilPct     int32
-	Temperature int32
-	Health      sdfleetv1alpha1.GPUHealth
-	Reason      string
-	Speed       string
-	Running     int
-	Waiting     int
+	Node      string
+	Index     int32
+	UUID      string
+	Product   string
+	MemoryPct int32
+	// ReservedPct is the share of the GPU's memory sdfleet reserves for the images counted in
+	// Running and Waiting; ReservedBytes the bytes.
+	ReservedPct   int32
+	ReservedBytes int64
+	UtilPct       int32
+	Temperature   int32
+	Health        sdfleetv1alpha1.GPUHealth
+	Reason        string
+	Speed         string
+	Running       int
+	Waiting       int
 }
 
 // GPURows joins the GPUs of nodes with the images of jobs, in node and index order.
@@ -69,6 +76,7 @@ func GPURows(nodes []sdfleetv1alpha1.GPUNode, jobs []sdfleetv1alpha1.ImageGenera
 			}
 		}
 	}
+	shares := reservations.ByGPU(jobs)
 	var rows []GPURow
 	for i := range nodes {
 		n := &nodes[i]
@@ -79,6 +87,7 @@ func GPURows(nodes []sdfleetv1alpha1.GPUNode, jobs []sdfleetv1alpha1.ImageGenera
 			}
 			rows = append(rows, GPURow{
 				Node: n.Name, Index: g.Index, UUID: g.UUID, Product: g.ProductName, MemoryPct: pct,
+				ReservedPct: reservations.Percent(shares[g.UUID].Bytes, g.MemoryTotalBytes), ReservedBytes: shares[g.UUID].Bytes,
 				UtilPct: g.UtilizationPercent, Temperature: g.TemperatureCelsius, Health: g.Health, Reason: g.HealthReason,
 				Speed: learnedSpeed(n, g.UUID), Running: running[g.UUID], Waiting: waiting[g.UUID],
 			})
@@ -107,7 +116,7 @@ func learnedSpeed(n *sdfleetv1alpha1.GPUNode, uuid string) string {
 // PrintGPUTable writes rows as kubectl-style columns.
 func PrintGPUTable(out io.Writer, rows []GPURow) error {
 	w := printers.GetNewTabWriter(out)
-	fmt.Fprintln(w, "NODE\tGPU\tPRODUCT\tMEMORY\tUTIL\tTEMP\tHEALTH\tSEC/MP-STEP\tRUNNING\tWAITING")
+	fmt.Fprintln(w, "NODE\tGPU\tPRODUCT\tMEMORY\tRESERVED\tUTIL\tTEMP\tHEALTH\tSEC/MP-STEP\tRUNNING\tWAITING")
 	for _, r := range rows {
 		health := string(r.Health)
 		if r.Reason != "" && r.Health != sdfleetv1alpha1.GPUHealthy {
@@ -117,7 +126,7 @@ func PrintGPUTable(out io.Writer, rows []GPURow) error {
 		if product == "" {
 			product = "-"
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%d%%\t%d%%\t%s\t%s\t%s\t%d\t%d\n", r.Node, r.Index, product, r.MemoryPct, r.UtilPct,
+		fmt.Fprintf(w, "%s\t%d\t%s\t%d%%\t%d%%\t%d%%\t%s\t%s\t%s\t%d\t%d\n", r.Node, r.Index, product, r.MemoryPct, r.ReservedPct, r.UtilPct,
 			strconv.Itoa(int(r.Temperature))+"C", health, r.Speed, r.Running, r.Waiting)
 	}
 	if len(rows) == 0 {

@@ -34,6 +34,8 @@ type env struct {
 var commands = []command{
 	testmodelCommand,
 	generateCommand,
+	holdCommand,
+	exportCommand,
 }
 
 func main() {

@@ -156,21 +156,22 @@ func (e *Engine) insertTop(top []int32, c int32, size int) []int32 {
 }
 
 // emitTop appends to dst the candidates of e.top other than chosen, then unusable GPUs at load
-// 1 when there are not enough, MaxAlternatives at most.
-func (e *Engine) emitTop(dst []Candidate, chosen int32) []Candidate {
+// 1 when there are not enough, MaxAlternatives at most, as seen by an image of bytes before it
+// was placed.
+func (e *Engine) emitTop(dst []Candidate, chosen int32, bytes int64) []Candidate {
 	for _, c := range e.top {
 		if len(dst) == e.cfg.MaxAlternatives {
 			return dst
 		}
 		if c != chosen {
-			dst = append(dst, Candidate{UUID: e.uuids[c], Load: e.state[c].loadv})
+			dst = append(dst, e.candidate(c, bytes))
 		}
 	}
 	for _, u := range e.unusable {
 		if len(dst) == e.cfg.MaxAlternatives {
 			break
 		}
-		dst = append(dst, Candidate{UUID: e.uuids[u], Load: 1})
+		dst = append(dst, e.candidate(u, bytes))
 	}
 	return dst
 }
@@ -185,9 +186,9 @@ func (e *Engine) decide(d *Decision, snap Snapshot, i int32, policy sdfleetv1alp
 		d.ExpectedFinish = time.Duration(s.expectedFinish() * float64(time.Second))
 	}
 	if haveTop {
-		d.Alternatives = e.emitTop(alts, i)
+		d.Alternatives = e.emitTop(alts, i, bytes)
 	} else {
-		d.Alternatives = e.alternatives(alts, i)
+		d.Alternatives = e.alternatives(alts, i, bytes)
 	}
 	s.add(bytes, r)
 	e.moveCursor(snap.GPUs, i)

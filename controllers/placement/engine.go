@@ -26,6 +26,8 @@ const staleIntervals = 3
 // An Engine is not safe for concurrent use.
 type Engine struct {
 	cfg Config
+	// ranking is what the current call ranks by, for the alternatives' expected finishes.
+	ranking ranking
 
 	// The last chosen GPU, in (node, index, UUID) order; ties go to the next one after it.
 	cursorSet   bool
@@ -149,6 +151,7 @@ func (e *Engine) PlaceInto(dst []Decision, snap Snapshot, req Request) ([]Decisi
 	if err != nil {
 		return dst[:0], err
 	}
+	e.ranking = r
 	e.startCursor(snap.GPUs)
 	dst = e.grow(dst, req.Images)
 

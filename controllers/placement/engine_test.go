@@ -134,6 +134,46 @@ func TestLoadAndAlternativesAreReported(t *testing.T) {
 	}
 }
 
+func TestAlternativesSayWhyTheyLost(t *testing.T) {
+	// GPU 0 is free, GPU 1 is where the image failed, GPU 2 has no slot left, GPU 3 is silent.
+	gpus := []GPU{gpu(0, 0), gpu(1, 0.1), gpu(2, 0.2), gpu(3, 0)}
+	gpus[2].Slots, gpus[2].SlotsInUse = 1, 1
+	gpus[3].Heartbeat = now.Add(-time.Hour)
+	ds, err := New(Config{MaxAlternatives: 3}).Place(Snapshot{GPUs: gpus, Now: now},
+		Request{Images: 1, MemoryPerImage: gib, Avoid: []string{"GPU-01"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Candidate{
+		{UUID: "GPU-01", Load: 0.1, Fits: true, Avoided: true},
+		{UUID: "GPU-02", Load: 0.2},
+		{UUID: "GPU-03", Load: 1, Unusable: "silent"},
+	}
+	got := ds[0].Alternatives
+	for i := range got {
+		got[i].Load = float64(int(got[i].Load*100+0.5)) / 100
+	}
+	if ds[0].GPU.UUID != "GPU-00" || !reflect.DeepEqual(got, want) {
+		t.Errorf("chose %s with alternatives %+v, want GPU-00 with %+v", ds[0].GPU.UUID, got, want)
+	}
+
+	// With measured speeds, each alternative carries its expected finish.
+	for i := range gpus {
+		gpus[i].ImagesPerSecond = 0.5
+	}
+	gpus[0].ImagesPerSecond = 0.25
+	ds, err = New(Config{MaxAlternatives: 1}).Place(Snapshot{GPUs: gpus[:2], Now: now}, Request{Images: 1, MemoryPerImage: gib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds[0].GPU.UUID != "GPU-01" || ds[0].ExpectedFinish != 2*time.Second {
+		t.Fatalf("chose %s finishing in %v, want GPU-01 in 2s", ds[0].GPU.UUID, ds[0].ExpectedFinish)
+	}
+	if alt := ds[0].Alternatives[0]; alt.UUID != "GPU-00" || alt.ExpectedFinish != 4*time.Second || !alt.Fits {
+		t.Errorf("alternative %+v, want GPU-00 fitting and finishing in 4s", alt)
+	}
+}
+
 func TestUnusableGPUsAreNeverChosen(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

@@ -3,6 +3,7 @@ package placement
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // grow returns dst with length n, keeping the Alternatives buffers of the elements it reuses
@@ -43,7 +44,7 @@ func (e *Engine) fillAll(dst []Decision, from int, d Decision) {
 		alts := dst[i].Alternatives[:0]
 		dst[i] = d
 		if i == from {
-			dst[i].Alternatives = e.alternatives(alts, -1)
+			dst[i].Alternatives = e.alternatives(alts, -1, 0)
 		} else {
 			dst[i].Alternatives = append(alts, dst[from].Alternatives...)
 		}
@@ -51,8 +52,8 @@ func (e *Engine) fillAll(dst []Decision, from int, d Decision) {
 }
 
 // alternatives appends to dst the MaxAlternatives least loaded candidates other than chosen,
-// then unusable ones at load 1 when there are not enough.
-func (e *Engine) alternatives(dst []Candidate, chosen int32) []Candidate {
+// then unusable ones at load 1 when there are not enough, as seen by an image of bytes.
+func (e *Engine) alternatives(dst []Candidate, chosen int32, bytes int64) []Candidate {
 	k := e.cfg.MaxAlternatives
 	if k == 0 {
 		return dst
@@ -85,9 +86,37 @@ func (e *Engine) alternatives(dst []Candidate, chosen int32) []Candidate {
 	}
 	e.top = top
 	for _, c := range top {
-		dst = append(dst, Candidate{UUID: e.uuids[c], Load: e.state[c].loadv})
+		dst = append(dst, e.candidate(c, bytes))
 	}
 	return dst
+}
+
+// candidate describes GPU c as an alternative for an image of bytes (0: the bytes are not
+// known here, and Fits says whether it had a free slot only).
+func (e *Engine) candidate(c int32, bytes int64) Candidate {
+	s := &e.state[c]
+	out := Candidate{UUID: e.uuids[c], Load: s.loadv, Avoided: s.avoid}
+	if s.why != usableGPU {
+		out.Unusable, out.Load = s.why.String(), 1
+		return out
+	}
+	out.Fits = s.fits(bytes)
+	if e.ranking == rankBySpeed && s.speed > 0 {
+		out.ExpectedFinish = time.Duration(s.expectedFinish() * float64(time.Second))
+	}
+	return out
+}
+
+func (w unusableWhy) String() string {
+	switch w {
+	case whyUnhealthy:
+		return "unhealthy"
+	case whySilent:
+		return "silent"
+	case whyNoFigures:
+		return "no memory figures"
+	}
+	return ""
 }
 
 // noUsableGPU reports whether no GPU of the snapshot can take images at all, and why.

@@ -107,6 +107,16 @@ type Candidate struct {
 	UUID string
 	// Load is the effective load in [0, 1]; 1 for unhealthy or silent GPUs.
 	Load float64
+	// Unusable says why the GPU could not be chosen at all ("unhealthy", "silent", "no memory
+	// figures"); empty for a usable GPU.
+	Unusable string
+	// Fits says whether the image had room on the GPU: a free slot and the memory.
+	Fits bool
+	// Avoided says the image failed on the GPU before.
+	Avoided bool
+	// ExpectedFinish is, when the decision used measured speeds, how long the GPU would have
+	// taken to finish the image after the work already on it; 0 otherwise.
+	ExpectedFinish time.Duration
 }
 
 // Decision is where one image goes and why.

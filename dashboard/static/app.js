@@ -135,6 +135,14 @@
     meter.setAttribute("aria-label", "Memory used " + g.memoryUsedPercent + " percent");
     card.querySelector(".memory-text").textContent =
       gib(g.memoryUsedBytes) + " / " + gib(g.memoryTotalBytes) + " GiB (" + g.memoryUsedPercent + "%)";
+    // sdfleet's share: the memory reserved for its images starting or running on the GPU.
+    const reserved = card.querySelector(".reserved");
+    reserved.value = g.reservedPercent || 0;
+    reserved.setAttribute("aria-label", "Memory reserved by sdfleet " + (g.reservedPercent || 0) + " percent");
+    card.querySelector(".reserved-text").textContent = g.reservedImages
+      ? gib(g.reservedBytes) + " GiB reserved by sdfleet for " + g.reservedImages +
+        (g.reservedImages === 1 ? " image" : " images") + " (" + g.reservedPercent + "%)"
+      : "none reserved by sdfleet";
     card.querySelector(".util").textContent = g.utilizationPercent + "%";
     card.querySelector(".temp").textContent = g.temperatureCelsius + " °C";
     card.querySelector(".speed").textContent = g.secondsPerMegapixelStep

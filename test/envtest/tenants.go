@@ -72,3 +72,18 @@ func (t Tenants) GrantGPUNodeRead(ctx context.Context, ns, name string) error {
 	}
 	return nil
 }
+
+// Grant gives service account ns/name the rules in namespace ns, through a Role and
+// RoleBinding named name-suffix.
+func (t Tenants) Grant(ctx context.Context, ns, name, suffix string, rules ...rbacv1.PolicyRule) error {
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name + "-" + suffix, Namespace: ns}, Rules: rules}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name + "-" + suffix, Namespace: ns},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}}}
+	for _, obj := range []client.Object{role, binding} {
+		if err := t.Client.Create(ctx, obj); err != nil {
+			return fmt.Errorf("grant %s/%s %s: %w", ns, name, suffix, err)
+		}
+	}
+	return nil
+}

@@ -46,15 +46,18 @@ func worstDifference(got []float32, want goldenSample) float64 {
 
 // The tiny SDXL model on Vulkan, from both layouts, against the committed
 // PyTorch goldens (fp32 weights). The device keeps weights in fp16, as it
-// does for SD 1.x; activations, and so the VAE decode, are fp32 on it. An
-// fp16 weight is off by up to 2⁻¹¹ relative; through two guided steps at
-// scale 7.5 that moves the latents by up to the 3e-2 the SD 1.x goldens
-// allow on this backend (TestTinyPipelineHoldsTheGoldenValues). Measured on
-// lavapipe: pooled embedding 2.2e-3 (bound 1e-2), UNet output 3.8e-3 and
-// latents 2.0e-2 (bound 3e-2), image in [0, 1] 2.0e-3 (bound 1e-2). The
-// decoded image must hold no NaN or Inf: the SDXL VAE is the network known
-// to overflow fp16 (with random weights this one cannot, so the check
-// guards the decode path, not the published weights' range).
+// does for SD 1.x, and its activations in fp16 everywhere but the VAE
+// decode, which SDXL asks to run with fp32 activations. An fp16 weight is
+// off by up to 2⁻¹¹ relative and an fp16 activation by up to 2⁻¹¹ at every
+// layer; classifier-free guidance at 7.5 multiplies the difference of the
+// two predictions, so through two steps the latents move by up to the 0.1
+// the SD 1.x goldens allow on this backend with fp16 activations
+// (TestTinyPipelineHoldsTheGoldenValues). Measured on lavapipe: pooled
+// embedding 2.4e-3 (bound 1e-2), UNet output 1.3e-2 (bound 3e-2), latents
+// 5.1e-2 (bound 0.1), image in [0, 1] 4.5e-3 (bound 1e-2). The decoded
+// image must hold no NaN or Inf: the SDXL VAE is the network known to
+// overflow fp16 (with random weights this one cannot, so the check guards
+// the decode path, not the published weights' range).
 func TestTinySDXLPipelineHoldsTheGoldenValues(t *testing.T) {
 	d := device(t)
 	data, err := os.ReadFile("../../pipeline/testdata/golden_sdxl_tiny.json")
@@ -99,7 +102,7 @@ func TestTinySDXLPipelineHoldsTheGoldenValues(t *testing.T) {
 			check("pooled text embedding", pooled, g.Pooled, 1e-2)
 			for i, s := range g.Steps {
 				check("unet output", preds[i], s.UNetOutput, 3e-2)
-				check("latents", latents[i], s.Latents, 3e-2)
+				check("latents", latents[i], s.Latents, 0.1)
 			}
 			check("decoded image", image, g.Image, 1e-2)
 			for i, v := range image {
