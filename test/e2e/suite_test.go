@@ -47,9 +47,9 @@ var (
 	modelDir = filepath.Join(work, "models", "tiny")
 	// sdxlModelDir holds the tiny SDXL test model, a diffusers folder.
 	sdxlModelDir = filepath.Join(work, "models", "tiny-sdxl")
-	outDir   = filepath.Join(work, "out")
-	kubectl  = filepath.Join(root, "bin", "k8s", envtest.KubernetesVersion, "kubectl")
-	helm     = filepath.Join(root, "bin", "helm", "v3.22.0", "helm")
+	outDir       = filepath.Join(work, "out")
+	kubectl      = filepath.Join(root, "bin", "k8s", envtest.KubernetesVersion, "kubectl")
+	helm         = filepath.Join(root, "bin", "helm", "v3.22.0", "helm")
 )
 
 func TestE2E(t *testing.T) {
