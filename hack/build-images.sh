@@ -41,7 +41,9 @@ for name in manager sdgen gateway; do
     # carries the loader and Mesa's lavapipe (simulated GPUs) and RADV (AMD) drivers with their
     # ICD files; on NVIDIA nodes the container toolkit mounts the driver's own ICD.
     icds=(/usr/share/vulkan/icd.d/lvp_icd.x86_64.json /usr/share/vulkan/icd.d/radeon_icd.x86_64.json)
-    loader=$(ldconfig -p | awk '/libvulkan\.so\.1 .*x86-64/ {print $NF; exit}')
+    # awk reads all of ldconfig's output: exiting at the first match would kill ldconfig with
+    # SIGPIPE, which pipefail turns into a failed build.
+    loader=$(ldconfig -p | awk '/libvulkan\.so\.1 .*x86-64/ && !found {print $NF; found = 1}')
     [ -n "$loader" ] && [ -e "${icds[0]}" ] || { echo "build-images: libvulkan1 and mesa-vulkan-drivers are missing: run hack/install-prerequisites.sh" >&2; exit 1; }
     drivers=()
     for icd in "${icds[@]}"; do
