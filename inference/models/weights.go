@@ -99,10 +99,11 @@ type loaderState struct {
 	sinceGC int64
 }
 
-// gcEvery bounds the garbage a load leaves behind: the backend converts
-// each weight through temporary float32 copies, and without a collection
-// every few hundred megabytes a 3.4 GB UNet would leave gigabytes of them
-// on the heap at the peak of loading. The weights hold no pointers, so a
+// gcEvery bounds the garbage a load leaves behind: a backend may convert
+// weights through temporary host copies (the Vulkan backend does for
+// weights not stored in fp16; the CPU backend packs from the stored bytes),
+// and without a collection every few hundred megabytes a 3.4 GB UNet would
+// leave gigabytes of them on the heap at the peak of loading. The weights hold no pointers, so a
 // collection is cheap.
 const gcEvery = 256 << 20
 

@@ -128,7 +128,8 @@ func TestSDXLMatchesPythonReference(t *testing.T) {
 }
 
 // comparePixels holds 8-bit RGB pixels (from NRGBA) to the reference's,
-// allowing values one level apart on rounding boundaries (see maxOffByOne).
+// allowing values one level apart on rounding boundaries (see maxOffByOne);
+// the SD 1.x and SDXL golden tests share it.
 func comparePixels(t *testing.T, nrgba []byte, g golden) {
 	t.Helper()
 	pix := make([]byte, 0, len(nrgba)/4*3)
