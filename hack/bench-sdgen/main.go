@@ -241,7 +241,7 @@ func phases(b backend.Backend, path string, size int) error {
 	}); err != nil {
 		return err
 	}
-	fmt.Printf("%-34s %8.2f GiB\n", "weights as float32 (text+unet+vae)", float64(te.PackedBytes()+un.PackedBytes()+dec.PackedBytes())/(1<<30))
+	fmt.Printf("%-34s %8.2f GiB\n", "loaded weights (text+unet+vae)", float64(te.PackedBytes()+un.PackedBytes()+dec.PackedBytes())/(1<<30))
 	ids := make([][]int, 2)
 	for i := range ids {
 		ids[i] = make([]int, 77)

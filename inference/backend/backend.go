@@ -258,6 +258,32 @@ func F32Activations(b Backend) (restore func(), err error) {
 	return func() { _, _ = p.SetActivationDType(prev) }, nil
 }
 
+// WeightSize is implemented by a loaded Linear or Conv2D that can tell the
+// memory it holds, which depends on the backend's layout (the CPU keeps
+// 16-bit weights 16-bit and packs fp32 ones as fp32; the Vulkan backend
+// stores fp16).
+type WeightSize interface {
+	// WeightBytes is the memory the weight and its bias occupy.
+	WeightBytes() int64
+}
+
+// LoadedBytes is the memory a loaded weight occupies: a Tensor's elements
+// at its dtype's size, a WeightSize's own figure, or, for a handle that
+// tells neither, fallback.
+func LoadedBytes(w any, fallback int64) int64 {
+	switch w := w.(type) {
+	case WeightSize:
+		return w.WeightBytes()
+	case Tensor:
+		n := int64(w.DType().Size())
+		for _, d := range w.Dims() {
+			n *= int64(d)
+		}
+		return n
+	}
+	return fallback
+}
+
 // OutOfMemoryError is an allocation the backend could not satisfy.
 // sdgen reports it with its out-of-memory exit status.
 type OutOfMemoryError struct {

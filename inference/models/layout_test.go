@@ -76,3 +76,34 @@ func TestLoaderReportsFirstProblemByName(t *testing.T) {
 		t.Errorf("error %#v is not a WeightError for blk.norm.weight", first)
 	}
 }
+
+// The loader counts what the backend holds: the CPU keeps 16-bit weights
+// 16-bit in fp32 precision and fp32 ones as fp32, plus panel padding.
+func TestLoaderCountsWeightsAsTheBackendHoldsThem(t *testing.T) {
+	b, err := cpu.New(cpu.Options{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const out, in = 64, 96
+	f16 := tensor.Raw{DType: tensor.F16, Shape: []int{out, in}, Data: make([]byte, 2*out*in)}
+	for _, tc := range []struct {
+		name     string
+		weight   tensor.Raw
+		min, max float64 // bytes per weight
+	}{
+		{"fp16 kept 16-bit", f16, 2, 2.5},
+		{"fp32 kept fp32", tensor.RawFromFloat32(make([]float32, out*in), out, in), 4, 4.5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := NewLoader(b, MapSource{"proj.weight": tc.weight, "proj.bias": tensor.RawFromFloat32(make([]float32, out), out)})
+			if l.Linear("proj", out, in, true) == nil {
+				t.Fatal(l.Err())
+			}
+			perWeight := float64(l.PackedBytes()-4*out) / (out * in)
+			if perWeight < tc.min || perWeight > tc.max {
+				t.Errorf("%.2f bytes per weight counted, expected %.1f to %.1f", perWeight, tc.min, tc.max)
+			}
+		})
+	}
+}

@@ -143,7 +143,7 @@ func (l *Loader) Unload() {
 	l.st.weights = nil
 }
 
-// PackedBytes estimates the float32 bytes the loaded weights occupy.
+// PackedBytes is the memory the loaded weights occupy in the backend.
 func (l *Loader) PackedBytes() int64 { return l.st.bytes }
 
 func (l *Loader) raw(name string) (tensor.Raw, bool) {
@@ -194,7 +194,7 @@ func (l *Loader) Tensor(name string, shape ...int) backend.Tensor {
 		l.fail(name, err)
 		return nil
 	}
-	l.st.loaded(t, int64(4*len(r.Data)/max(r.DType.Size(), 1)))
+	l.st.loaded(t, backend.LoadedBytes(t, int64(len(r.Data))))
 	return t
 }
 
@@ -224,7 +224,7 @@ func (l *Loader) Linear(name string, out, in int, bias bool) backend.Linear {
 		l.fail(name, err)
 		return nil
 	}
-	l.st.loaded(lin, int64(4*(out*in+out)))
+	l.st.loaded(lin, backend.LoadedBytes(lin, int64(len(w.Data))))
 	return lin
 }
 
@@ -245,7 +245,7 @@ func (l *Loader) Conv(name string, out, in, k, stride int) backend.Conv2D {
 		l.fail(name, err)
 		return nil
 	}
-	l.st.loaded(c, int64(4*(out*in*k*k+out)))
+	l.st.loaded(c, backend.LoadedBytes(c, int64(len(w.Data)+len(b.Data))))
 	return c
 }
 

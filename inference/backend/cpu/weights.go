@@ -18,6 +18,9 @@ type linear struct {
 func (l *linear) In() int  { return l.in }
 func (l *linear) Out() int { return l.out }
 
+// WeightBytes implements backend.WeightSize.
+func (l *linear) WeightBytes() int64 { return l.packed.Bytes() + int64(4*len(l.bias)) }
+
 // conv2D is a packed convolution: its weight is the (k·k·Cin)×Cout matrix
 // an im2col row multiplies, ordered tap by tap with channels innermost to
 // match NHWC input.
@@ -31,6 +34,9 @@ func (c *conv2D) InChannels() int  { return c.in }
 func (c *conv2D) OutChannels() int { return c.out }
 func (c *conv2D) Kernel() int      { return c.k }
 func (c *conv2D) Stride() int      { return c.stride }
+
+// WeightBytes implements backend.WeightSize.
+func (c *conv2D) WeightBytes() int64 { return c.packed.Bytes() + int64(4*len(c.bias)) }
 
 func decodeBias(bias *tensor.Raw, out int) ([]float32, error) {
 	if bias == nil {

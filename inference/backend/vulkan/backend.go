@@ -111,6 +111,9 @@ type linear struct {
 func (l *linear) In() int  { return l.w.dims[1] }
 func (l *linear) Out() int { return l.w.dims[0] }
 
+// WeightBytes implements backend.WeightSize.
+func (l *linear) WeightBytes() int64 { return deviceBytes(l.w) + deviceBytes(l.bias) }
+
 type conv struct {
 	w, bias *Tensor
 	stride  int
@@ -120,6 +123,17 @@ func (c *conv) InChannels() int  { return c.w.dims[1] }
 func (c *conv) OutChannels() int { return c.w.dims[0] }
 func (c *conv) Kernel() int      { return c.w.dims[2] }
 func (c *conv) Stride() int      { return c.stride }
+
+// WeightBytes implements backend.WeightSize.
+func (c *conv) WeightBytes() int64 { return deviceBytes(c.w) + deviceBytes(c.bias) }
+
+// deviceBytes is the device memory of a weight's elements; nil is none.
+func deviceBytes(t *Tensor) int64 {
+	if t == nil {
+		return 0
+	}
+	return int64(t.Len() * t.dtype.Size())
+}
 
 func (b *Backend) loadWithBias(weight tensor.Raw, bias *tensor.Raw, out int) (*Tensor, *Tensor, error) {
 	w, err := b.d.LoadWeight(weight)

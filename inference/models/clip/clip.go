@@ -109,7 +109,7 @@ func (m *Model) Release() {
 	}
 }
 
-// PackedBytes estimates the memory the loaded weights occupy.
+// PackedBytes is the memory the loaded weights occupy in the backend.
 func (m *Model) PackedBytes() int64 { return m.bytes }
 
 // Encode runs the encoder over a batch of equally long id sequences

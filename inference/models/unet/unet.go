@@ -219,7 +219,7 @@ func (m *Model) Release() {
 	}
 }
 
-// PackedBytes estimates the memory the loaded weights occupy.
+// PackedBytes is the memory the loaded weights occupy in the backend.
 func (m *Model) PackedBytes() int64 { return m.bytes }
 
 // TimestepEmbedding is the sinusoidal embedding of timestep t with dim

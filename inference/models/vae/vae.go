@@ -112,7 +112,7 @@ func (d *Decoder) Release() {
 	}
 }
 
-// PackedBytes estimates the memory the loaded weights occupy.
+// PackedBytes is the memory the loaded weights occupy in the backend.
 func (d *Decoder) PackedBytes() int64 { return d.bytes }
 
 // Decode turns latents [N, h, w, LatentChannels] (as the sampler leaves
