@@ -40,7 +40,10 @@ type generation struct {
 		EncodeMilliseconds  int64 `json:"encodeMilliseconds"`
 		DenoiseMilliseconds int64 `json:"denoiseMilliseconds"`
 		DecodeMilliseconds  int64 `json:"decodeMilliseconds"`
-		PeakMemoryBytes     int64 `json:"peakMemoryBytes"`
+		PeakHostMemoryBytes int64 `json:"peakHostMemoryBytes"`
+		// PeakMemoryBytes is what sdgen called the peak host memory
+		// before it reported device memory too, for --before binaries.
+		PeakMemoryBytes int64 `json:"peakMemoryBytes"`
 	}
 }
 
@@ -105,10 +108,16 @@ func (r runner) generate(label, bin, precision, model string, size, steps int) (
 		return nil, err
 	}
 	res := g.result
+	if res.PeakHostMemoryBytes == 0 {
+		res.PeakHostMemoryBytes = res.PeakMemoryBytes
+	}
+	if res.PeakHostMemoryBytes == 0 {
+		return nil, fmt.Errorf("%s: result %s reports no peak host memory", label, raw)
+	}
 	fmt.Printf("%-12s %dx%d, %d steps, GOMAXPROCS %d: load %.2fs, encode %.2fs, guided step %.2fs (mean %.2fs), decode %.2fs; start to first step %.2fs; total %.2fs wall, %.2fs cpu; peak RSS %.2f GiB\n",
 		label, size, size, steps, r.threads, ms(res.LoadMilliseconds), ms(res.EncodeMilliseconds), g.step.Seconds(),
 		ms(res.DenoiseMilliseconds)/float64(steps), ms(res.DecodeMilliseconds), g.firstStep.Seconds(), g.total.Seconds(), g.cpu.Seconds(),
-		float64(res.PeakMemoryBytes)/(1<<30))
+		float64(res.PeakHostMemoryBytes)/(1<<30))
 	return g, nil
 }
 

@@ -162,3 +162,39 @@ func BenchmarkMultiply(b *testing.B) {
 		}
 	}
 }
+
+// TestInterleave checks every panel height, the micro-kernels' own (4, 6
+// and 8) on their unrolled paths, with a nil row standing for zeros and
+// rows longer than one internal segment.
+func TestInterleave(t *testing.T) {
+	for mr := 1; mr <= maxMR; mr++ {
+		for _, n := range []int{1, 7, 256, 600} {
+			rows := make([][]float32, mr)
+			for r := range rows {
+				if r == mr/2 && mr > 1 {
+					continue // nil: zeros
+				}
+				rows[r] = make([]float32, n)
+				for kk := range rows[r] {
+					rows[r][kk] = float32(r*10000 + kk + 1)
+				}
+			}
+			dst := make([]float32, mr*n)
+			for i := range dst {
+				dst[i] = -1
+			}
+			Interleave(dst, rows)
+			for kk := range n {
+				for r := range mr {
+					want := float32(0)
+					if rows[r] != nil {
+						want = rows[r][kk]
+					}
+					if got := dst[kk*mr+r]; got != want {
+						t.Fatalf("mr %d, n %d: element (%d, %d) is %g, want %g", mr, n, r, kk, got, want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -54,8 +54,15 @@ func Interleave(dst []float32, rows [][]float32) {
 			}
 		}
 		out := dst[start*mr : (start+seg)*mr]
-		if mr == 8 {
+		switch mr {
+		case 8: // the AVX-512 micro-kernel's panels
 			interleave8(out, &cut, seg)
+			continue
+		case 6: // the AVX2 micro-kernel's
+			interleave6(out, &cut, seg)
+			continue
+		case 4: // the pure-Go one's
+			interleave4(out, &cut, seg)
 			continue
 		}
 		for r := 0; r < mr; r++ {
@@ -75,6 +82,24 @@ func interleave8(out []float32, rows *[maxMR][]float32, n int) {
 		o := out[kk*8 : kk*8+8 : kk*8+8]
 		o[0], o[1], o[2], o[3] = r0[kk], r1[kk], r2[kk], r3[kk]
 		o[4], o[5], o[6], o[7] = r4[kk], r5[kk], r6[kk], r7[kk]
+	}
+}
+
+func interleave6(out []float32, rows *[maxMR][]float32, n int) {
+	r0, r1, r2, r3, r4, r5 := rows[0][:n], rows[1][:n], rows[2][:n], rows[3][:n], rows[4][:n], rows[5][:n]
+	out = out[:6*n]
+	for kk := 0; kk < n; kk++ {
+		o := out[kk*6 : kk*6+6 : kk*6+6]
+		o[0], o[1], o[2], o[3], o[4], o[5] = r0[kk], r1[kk], r2[kk], r3[kk], r4[kk], r5[kk]
+	}
+}
+
+func interleave4(out []float32, rows *[maxMR][]float32, n int) {
+	r0, r1, r2, r3 := rows[0][:n], rows[1][:n], rows[2][:n], rows[3][:n]
+	out = out[:4*n]
+	for kk := 0; kk < n; kk++ {
+		o := out[kk*4 : kk*4+4 : kk*4+4]
+		o[0], o[1], o[2], o[3] = r0[kk], r1[kk], r2[kk], r3[kk]
 	}
 }
 

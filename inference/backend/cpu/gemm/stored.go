@@ -1,9 +1,11 @@
 package gemm
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/sdfleet/sdfleet/inference/backend/cpu/workpool"
@@ -118,28 +120,80 @@ func PackStored(pool *workpool.Pool, kern *Kernel, s Stored, f Format) (*PackedB
 	}
 	pb := newPacked(kern, s.K, s.N, f)
 	panels := ceilDiv(s.N, kern.NR)
-	blocks := ceilDiv(s.K, pb.kc)
-	tasks := blocks * panels
-	task := func(_, t int) {
-		p0 := (t / panels) * pb.kc
-		p := t % panels
-		pb.packPanel(s, p0, p)
+	// One task packs one panel's columns through every K-block, so that
+	// the stored columns it reads stay in the cache from one block to the
+	// next: a linear layer's column is one contiguous run read front to
+	// back, and a convolution's taps interleave in the file (stored
+	// [out][in][tap], packed tap by tap), so each block re-reads the
+	// lines the block before it touched (packRows reads them in file order
+	// instead). Walking the blocks of every panel before the next block
+	// would bring each line back from memory nine times for a 3×3
+	// convolution.
+	order := s.rowsInStoredOrder()
+	task := func(_, p int) {
+		if order != nil && f != FormatBF16Pairs {
+			pb.packRows(s, order, p)
+			return
+		}
+		for p0 := 0; p0 < s.K; p0 += pb.kc {
+			pb.packPanel(s, p0, p)
+		}
 	}
-	if pool == nil || tasks < 2 {
-		for t := range tasks {
-			task(0, t)
+	if pool == nil || panels < 2 {
+		for p := range panels {
+			task(0, p)
 		}
 		return pb, nil
 	}
-	// A few panels per task keeps the queue short for the UNet's
-	// thousands of panels without starving a worker on small layers.
-	const perTask = 8
-	pool.Run(ceilDiv(tasks, perTask), func(w, t int) {
-		for i := t * perTask; i < min(tasks, (t+1)*perTask); i++ {
-			task(w, i)
-		}
-	})
+	pool.Run(panels, task)
 	return pb, nil
+}
+
+// rowsInStoredOrder lists the rows of a matrix with RowOffsets by their
+// offset in the file, or returns nil when the rows are evenly strided
+// (already in file order).
+func (s Stored) rowsInStoredOrder() []int {
+	if s.RowOffsets == nil {
+		return nil
+	}
+	order := make([]int, s.K)
+	for k := range order {
+		order[k] = k
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(s.RowOffsets[a], s.RowOffsets[b]) })
+	return order
+}
+
+// packRows packs panel p through every K-block, visiting the rows in
+// order (their file order): each of the panel's columns is then read
+// front to back once, while the rows written land in a few runs that
+// advance together (one per convolution tap). Padding columns are
+// cleared as each row is written.
+func (pb *PackedB) packRows(s Stored, order []int, p int) {
+	nr := pb.Kernel.NR
+	npad := pb.npad()
+	cols := min(nr, s.N-p*nr)
+	src := s.uint16s()
+	for _, k := range order {
+		p0 := k / pb.kc * pb.kc
+		depth := min(pb.kc, pb.K-p0)
+		at := p0*npad + p*nr*depth + (k-p0)*nr
+		base := s.RowOffsets[k] + p*nr*s.ColStride
+		switch pb.Format {
+		case FormatF32:
+			row := pb.data[at : at+nr]
+			for j := range cols {
+				row[j] = s.float32At(base + j*s.ColStride)
+			}
+			clear(row[cols:])
+		default:
+			row := pb.data16[at : at+nr]
+			for j := range cols {
+				row[j] = src[base+j*s.ColStride]
+			}
+			clear(row[cols:])
+		}
+	}
 }
 
 // packPanel packs panel p (columns p*NR …) of the K-block at row p0.

@@ -258,3 +258,58 @@ func TestPackStoredF32MatchesPackWeights(t *testing.T) {
 		}
 	}
 }
+
+// TestMultiplyStoredConvolutionTaps packs weights stored as a convolution
+// stores them ([out][in][tap], multiplied tap by tap, so that the row
+// offsets are not in file order) in every format and checks the product,
+// with a depth that spans several K-blocks and a tap that straddles two.
+func TestMultiplyStoredConvolutionTaps(t *testing.T) {
+	const m, in, taps, n = 13, 100, 9, 37
+	k := in * taps
+	rows := make([]int, k)
+	for tap := range taps {
+		for ci := range in {
+			rows[tap*in+ci] = ci*taps + tap
+		}
+	}
+	pool := workpool.New(2)
+	defer pool.Close()
+	for _, kern := range Kernels() {
+		eng := NewEngine(pool, kern)
+		for _, d := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16} {
+			for _, f := range []Format{StoredFormat(d), FormatBF16Pairs} {
+				t.Run(fmt.Sprintf("%s/%v-as-%v", kern.Name, d, f), func(t *testing.T) {
+					rng := rand.New(rand.NewPCG(7, uint64(d)))
+					x := randomTensor(rng, m, k).Data
+					raw, held := encode(d, randomTensor(rng, n, k).Data)
+					// The reference weight in multiply order: W[j][tap·in+ci].
+					w := make([]float32, n*k)
+					for j := range n {
+						for r := range k {
+							w[j*k+r] = held[j*k+rows[r]]
+						}
+					}
+					pb, err := PackStored(pool, kern, Stored{DType: d, Data: raw, K: k, N: n, ColStride: k, RowOffsets: rows}, f)
+					if err != nil {
+						t.Fatal(err)
+					}
+					round := func(v float32) float32 { return v }
+					if f == FormatBF16Pairs {
+						round = bf16Round
+					}
+					want, scale := referenceProduct(x, w, m, n, k, round)
+					c := make([]float32, m*n)
+					if err := eng.Multiply(Dense{Data: x, M: m, K: k, LD: k}, pb, c, n, nil); err != nil {
+						t.Fatal(err)
+					}
+					for i, g := range c {
+						bound := float64(k+2)*0x1p-24*scale[i] + 1e-30
+						if diff := math.Abs(float64(g) - want[i]); !(diff <= bound) {
+							t.Fatalf("element %d: got %g, want %g (diff %g > %g)", i, g, want[i], diff, bound)
+						}
+					}
+				})
+			}
+		}
+	}
+}
