@@ -120,23 +120,27 @@ func PackStored(pool *workpool.Pool, kern *Kernel, s Stored, f Format) (*PackedB
 	}
 	pb := newPacked(kern, s.K, s.N, f)
 	panels := ceilDiv(s.N, kern.NR)
-	// One task packs one panel's columns through every K-block, so that
-	// the stored columns it reads stay in the cache from one block to the
-	// next: a linear layer's column is one contiguous run read front to
-	// back, and a convolution's taps interleave in the file (stored
-	// [out][in][tap], packed tap by tap), so each block re-reads the
-	// lines the block before it touched (packRows reads them in file order
-	// instead). Walking the blocks of every panel before the next block
-	// would bring each line back from memory nine times for a 3×3
-	// convolution.
-	order := s.rowsInStoredOrder()
+	// One task packs one panel through every K-block, visiting its rows
+	// in file order (packRows), so each stored column is read front to
+	// back once. A 3×3 convolution is stored [out][in][tap] but multiplied
+	// tap by tap: packing block by block across all panels brought every
+	// line of it back from memory once per tap. The 16-bit view of the
+	// data is made once here, not per panel (it copies unaligned data).
+	var order []int
+	var src []uint16
+	if f != FormatBF16Pairs {
+		order = s.rowsInStoredOrder()
+		if f != FormatF32 {
+			src = s.uint16s()
+		}
+	}
 	task := func(_, p int) {
-		if order != nil && f != FormatBF16Pairs {
-			pb.packRows(s, order, p)
+		if f != FormatBF16Pairs {
+			pb.packRows(s, src, order, p)
 			return
 		}
 		for p0 := 0; p0 < s.K; p0 += pb.kc {
-			pb.packPanel(s, p0, p)
+			pb.packPairsPanel(s, p0, p)
 		}
 	}
 	if pool == nil || panels < 2 {
@@ -149,18 +153,16 @@ func PackStored(pool *workpool.Pool, kern *Kernel, s Stored, f Format) (*PackedB
 	return pb, nil
 }
 
-// rowsInStoredOrder lists the rows of a matrix with RowOffsets by their
-// offset in the file, or returns nil when the rows are evenly strided
-// (already in file order).
+// rowsInStoredOrder lists the rows by their offset in the file: 0, 1, 2 …
+// for evenly strided rows, sorted for RowOffsets.
 func (s Stored) rowsInStoredOrder() []int {
-	if s.RowOffsets == nil {
-		return nil
-	}
 	order := make([]int, s.K)
 	for k := range order {
 		order[k] = k
 	}
-	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(s.RowOffsets[a], s.RowOffsets[b]) })
+	if s.RowOffsets != nil {
+		slices.SortFunc(order, func(a, b int) int { return cmp.Compare(s.RowOffsets[a], s.RowOffsets[b]) })
+	}
 	return order
 }
 
@@ -168,17 +170,17 @@ func (s Stored) rowsInStoredOrder() []int {
 // order (their file order): each of the panel's columns is then read
 // front to back once, while the rows written land in a few runs that
 // advance together (one per convolution tap). Padding columns are
-// cleared as each row is written.
-func (pb *PackedB) packRows(s Stored, order []int, p int) {
+// cleared as each row is written. src is s.Data as 16-bit elements for
+// the 16-bit formats.
+func (pb *PackedB) packRows(s Stored, src []uint16, order []int, p int) {
 	nr := pb.Kernel.NR
 	npad := pb.npad()
 	cols := min(nr, s.N-p*nr)
-	src := s.uint16s()
 	for _, k := range order {
 		p0 := k / pb.kc * pb.kc
 		depth := min(pb.kc, pb.K-p0)
 		at := p0*npad + p*nr*depth + (k-p0)*nr
-		base := s.RowOffsets[k] + p*nr*s.ColStride
+		base := s.rowOffset(k) + p*nr*s.ColStride
 		switch pb.Format {
 		case FormatF32:
 			row := pb.data[at : at+nr]
@@ -196,69 +198,36 @@ func (pb *PackedB) packRows(s Stored, order []int, p int) {
 	}
 }
 
-// packPanel packs panel p (columns p*NR …) of the K-block at row p0.
-func (pb *PackedB) packPanel(s Stored, p0, p int) {
+// packPairsPanel packs panel p (columns p*NR …) of the K-block at row p0
+// as bf16 row pairs.
+func (pb *PackedB) packPairsPanel(s Stored, p0, p int) {
 	nr := pb.Kernel.NR
 	npad := pb.npad()
 	depth := min(pb.kc, pb.K-p0)
 	cols := min(nr, s.N-p*nr)
-	switch pb.Format {
-	case FormatF32:
-		panel := pb.data[p0*npad+p*nr*depth:][:nr*depth]
-		for kk := range depth {
-			row := panel[kk*nr : kk*nr+nr]
-			base := s.rowOffset(p0+kk) + p*nr*s.ColStride
-			for j := range cols {
-				row[j] = s.float32At(base + j*s.ColStride)
-			}
-			clear(row[cols:])
-		}
-	case FormatF16, FormatBF16:
-		panel := pb.data16[p0*npad+p*nr*depth:][:nr*depth]
-		src := s.uint16s()
-		// Column by column: a linear layer's column is contiguous in
-		// the file, and the panel (16 KiB) stays in L1 while it fills.
-		for j := range cols {
-			col := p*nr + j
-			if s.RowOffsets == nil && s.RowStride == 1 {
-				in := src[p0+col*s.ColStride:][:depth]
-				for kk, v := range in {
-					panel[kk*nr+j] = v
-				}
-				continue
-			}
-			for kk := range depth {
-				panel[kk*nr+j] = src[s.rowOffset(p0+kk)+col*s.ColStride]
-			}
-		}
-		for kk := range depth {
-			clear(panel[kk*nr+cols : kk*nr+nr])
-		}
-	case FormatBF16Pairs:
-		pairs := ceilDiv(depth, 2)
-		panel := pb.data16[p0*npad+p*nr*2*pairs:][:nr*2*pairs]
-		for kk := range 2 * pairs {
-			half := kk & 1
-			out := panel[(kk>>1)*2*nr:][:2*nr]
-			if kk >= depth {
-				for j := range nr {
-					out[2*j+half] = 0
-				}
-				continue
-			}
-			base := s.rowOffset(p0+kk) + p*nr*s.ColStride
-			if s.DType == tensor.BF16 {
-				for j := range cols {
-					out[2*j+half] = binary.LittleEndian.Uint16(s.Data[2*(base+j*s.ColStride):])
-				}
-			} else {
-				for j := range cols {
-					out[2*j+half] = RoundBF16(s.float32At(base + j*s.ColStride))
-				}
-			}
-			for j := cols; j < nr; j++ {
+	pairs := ceilDiv(depth, 2)
+	panel := pb.data16[p0*npad+p*nr*2*pairs:][:nr*2*pairs]
+	for kk := range 2 * pairs {
+		half := kk & 1
+		out := panel[(kk>>1)*2*nr:][:2*nr]
+		if kk >= depth {
+			for j := range nr {
 				out[2*j+half] = 0
 			}
+			continue
+		}
+		base := s.rowOffset(p0+kk) + p*nr*s.ColStride
+		if s.DType == tensor.BF16 {
+			for j := range cols {
+				out[2*j+half] = binary.LittleEndian.Uint16(s.Data[2*(base+j*s.ColStride):])
+			}
+		} else {
+			for j := range cols {
+				out[2*j+half] = RoundBF16(s.float32At(base + j*s.ColStride))
+			}
+		}
+		for j := cols; j < nr; j++ {
+			out[2*j+half] = 0
 		}
 	}
 }
