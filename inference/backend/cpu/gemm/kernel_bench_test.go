@@ -2,11 +2,7 @@ package gemm
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"testing"
-
-	"github.com/sdfleet/sdfleet/inference/backend/cpu/workpool"
-	"github.com/sdfleet/sdfleet/inference/tensor"
 )
 
 // BenchmarkKernelL1 measures each micro-kernel on L1-resident panels, the
@@ -39,43 +35,3 @@ func BenchmarkKernelL1(b *testing.B) {
 	}
 }
 
-// BenchmarkMultiplyStored multiplies a UNet-sized convolution (a 64×64
-// latent, 320 channels, 3×3 taps) with its weights in each packed format,
-// on two workers: what keeping fp16 weights 16-bit costs or saves in a
-// step against packing them as float32.
-func BenchmarkMultiplyStored(b *testing.B) {
-	const m, k, n = 4096, 2880, 320
-	pool := workpool.New(2)
-	defer pool.Close()
-	rng := rand.New(rand.NewPCG(1, 2))
-	x := make([]float32, m*k)
-	for i := range x {
-		x[i] = float32(rng.NormFloat64())
-	}
-	w := make([]float32, k*n)
-	for i := range w {
-		w[i] = float32(rng.NormFloat64()) / 50
-	}
-	c := make([]float32, m*n)
-	for _, kern := range Kernels() {
-		e := NewEngine(pool, kern)
-		for _, tc := range []struct {
-			dtype  tensor.DType
-			format Format
-		}{{tensor.F32, FormatF32}, {tensor.F16, FormatF32}, {tensor.F16, FormatF16}, {tensor.F16, FormatBF16Pairs}} {
-			data, _ := encode(tc.dtype, w)
-			packed, err := PackStored(pool, kern, Stored{DType: tc.dtype, Data: data, K: k, N: n, RowStride: 1, ColStride: k}, tc.format)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Run(fmt.Sprintf("%s/native-bf16=%v/%v-as-%v", kern.Name, kern.NativeBF16(), tc.dtype, tc.format), func(b *testing.B) {
-				for range b.N {
-					if err := e.Multiply(Dense{Data: x, M: m, K: k, LD: k}, packed, c, n, nil); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(2*float64(m*k*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			})
-		}
-	}
-}
