@@ -34,4 +34,3 @@ func BenchmarkKernelL1(b *testing.B) {
 		}
 	}
 }
-
